@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command (README: "Run the tests"). Installs what the tests need,
+# starts the Kafka broker, and runs formatting, lints and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Builds are cached outside the clone so that repeated runs stay fast.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/sluice/target}"
+mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null || export CARGO_TARGET_DIR="$HOME/.cache/sluice/target"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain (rust-toolchain.toml pins the version and the wasm32-wasip2 target)"
+command -v cargo >/dev/null || { echo "cargo not found: install rustup from https://rustup.rs" >&2; exit 1; }
+rustup show active-toolchain
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+step "formatting"
+cargo fmt --all -- --check
+(cd plugins && cargo fmt --all -- --check)
+
+step "lints"
+cargo clippy --workspace --all-targets --release -- -D warnings
+(cd plugins && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins-native" cargo clippy --all-targets -- -D warnings)
+
+step "plugin unit tests (native, through the SDK harness)"
+(cd plugins && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins-native" cargo test)
+
+if [ "${SLUICE_SKIP_KAFKA:-}" != 1 ]; then
+  step "Kafka broker"
+  scripts/kafka.sh start >/dev/null
+  export SLUICE_KAFKA_BOOTSTRAP="${SLUICE_KAFKA_BOOTSTRAP:-$(scripts/kafka.sh bootstrap)}"
+fi
+
+step "host, SDK and integration tests"
+cargo test --workspace --release
