@@ -10,7 +10,9 @@ use std::fmt;
 use crate::event::{Event, Header, Headers};
 use crate::verdict::{Failure, Output, Verdict};
 
+/// The first four bytes of every `handle-batch` request.
 pub const REQUEST_MAGIC: &[u8; 4] = b"SLB1";
+/// The first four bytes of every `handle-batch` response.
 pub const RESPONSE_MAGIC: &[u8; 4] = b"SLR1";
 const NONE32: u32 = u32::MAX;
 const NO_TIMESTAMP: i64 = i64::MIN;
@@ -29,7 +31,9 @@ pub type Outcome = Result<Verdict, Failure>;
 /// plugin misbehaved, and it is handled like a trap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbiError {
+    /// The byte offset where the layout was broken.
     pub at: usize,
+    /// What was expected there and what was found.
     pub what: String,
 }
 
@@ -50,6 +54,7 @@ pub struct RequestWriter {
 }
 
 impl RequestWriter {
+    /// An empty batch.
     pub fn new() -> Self {
         let mut writer = RequestWriter::default();
         writer.clear();
@@ -64,10 +69,12 @@ impl RequestWriter {
         self.count = 0;
     }
 
+    /// The number of events pushed since the last [`clear`](Self::clear).
     pub fn len(&self) -> usize {
         self.count as usize
     }
 
+    /// True when no event has been pushed since the last [`clear`](Self::clear).
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -100,6 +107,7 @@ impl RequestWriter {
         self.buf[4..8].copy_from_slice(&self.count.to_le_bytes());
     }
 
+    /// The request as built so far, ready to send.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -108,12 +116,19 @@ impl RequestWriter {
 /// The scalar and buffer fields of an event, for [`RequestWriter::push`].
 #[derive(Debug, Clone, Copy)]
 pub struct EventFields<'a> {
+    /// The topic the record was consumed from.
     pub topic: &'a str,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Milliseconds since the Unix epoch, when the broker supplied one.
     pub timestamp: Option<i64>,
+    /// The record key, when it has one.
     pub key: Option<&'a [u8]>,
+    /// The record value; `None` for a tombstone.
     pub value: Option<&'a [u8]>,
+    /// 1 on first delivery, higher on every retry.
     pub attempt: u32,
 }
 
@@ -125,6 +140,7 @@ pub struct RequestReader<'a> {
 }
 
 impl<'a> RequestReader<'a> {
+    /// Checks the request header; the events are read by iterating.
     pub fn new(buf: &'a [u8]) -> Result<Self, AbiError> {
         let mut cur = Cursor { buf, pos: 0 };
         cur.magic(REQUEST_MAGIC)?;
@@ -209,6 +225,7 @@ pub struct ResponseWriter {
 }
 
 impl ResponseWriter {
+    /// An empty response with room for about `events` outcomes.
     pub fn with_capacity(events: usize) -> Self {
         let mut buf = Vec::with_capacity(8 + events);
         buf.extend_from_slice(RESPONSE_MAGIC);
@@ -216,6 +233,7 @@ impl ResponseWriter {
         ResponseWriter { buf, count: 0 }
     }
 
+    /// Appends the outcome of the next event, in request order.
     pub fn push(&mut self, outcome: &Outcome) {
         let b = &mut self.buf;
         match outcome {
@@ -253,6 +271,7 @@ impl ResponseWriter {
         self.buf[4..8].copy_from_slice(&self.count.to_le_bytes());
     }
 
+    /// The finished response.
     pub fn finish(self) -> Vec<u8> {
         self.buf
     }

@@ -8,11 +8,14 @@ use crate::verdict::{Failure, Output};
 /// An owned Kafka header: a name and raw bytes. Names may repeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The header name.
     pub name: String,
+    /// The header value, as raw bytes.
     pub value: Vec<u8>,
 }
 
 impl Header {
+    /// A header called `name` holding `value`.
     pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         Header { name: name.into(), value: value.into() }
     }
@@ -46,6 +49,7 @@ impl<'a> Headers<'a> {
         Headers { repr: HeadersRepr::Owned(headers) }
     }
 
+    /// The number of headers, repeats included.
     pub fn len(&self) -> usize {
         match self.repr {
             HeadersRepr::Packed { count, .. } => usize::from(count),
@@ -53,6 +57,7 @@ impl<'a> Headers<'a> {
         }
     }
 
+    /// True when the record has no headers.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -90,13 +95,19 @@ impl<'a> Headers<'a> {
 /// One consumed Kafka record.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
+    /// The topic the record was consumed from.
     pub topic: &'a str,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
     /// Milliseconds since the Unix epoch, when the broker supplied one.
     pub timestamp: Option<i64>,
+    /// The record key, when it has one.
     pub key: Option<&'a [u8]>,
+    /// The record value; `None` for a tombstone.
     pub value: Option<&'a [u8]>,
+    /// The headers, in record order.
     pub headers: Headers<'a>,
     /// 1 on first delivery, higher on every retry.
     pub attempt: u32,

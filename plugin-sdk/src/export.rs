@@ -9,6 +9,7 @@ use crate::event::Event;
 
 /// A handler with its type erased, so one `static` can hold any plugin.
 pub trait ErasedHandler {
+    /// Decides what happens to one event; see [`Handler::handle`](crate::Handler::handle).
     fn handle(&mut self, event: &Event<'_>) -> Outcome;
 }
 
@@ -48,7 +49,9 @@ pub fn handle_batch(request: &[u8]) -> Vec<u8> {
     with_handler(|handler| abi::handle_request(request, |event| handler.handle(event)))
 }
 
+/// The bindings generated from `wit/`; the only place the SDK names them.
 #[cfg(target_arch = "wasm32")]
+#[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",

@@ -12,10 +12,15 @@ pub type Row = serde_json::Map<String, serde_json::Value>;
 /// Log severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// Step-by-step detail, usually off.
     Trace,
+    /// Detail for finding a problem.
     Debug,
+    /// Normal operation worth noting.
     Info,
+    /// Something unexpected that the plugin handled.
     Warn,
+    /// Something the plugin could not handle.
     Error,
 }
 
@@ -25,14 +30,17 @@ pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
     imp::log(level, message, fields);
 }
 
+/// Logs `message` at debug level, with no fields.
 pub fn debug(message: &str) {
     log(Level::Debug, message, &[]);
 }
 
+/// Logs `message` at info level, with no fields.
 pub fn info(message: &str) {
     log(Level::Info, message, &[]);
 }
 
+/// Logs `message` at warn level, with no fields.
 pub fn warn(message: &str) {
     log(Level::Warn, message, &[]);
 }

@@ -30,6 +30,8 @@
 //! Unit-test a handler natively, with no Wasm, through [`testing::Harness`].
 //! Build the plugin with `cargo build --release --target wasm32-wasip2`.
 
+#![warn(missing_docs)]
+
 // Lets the generated bindings name this crate by its public path from inside it.
 extern crate self as sluice_sdk;
 
@@ -38,6 +40,7 @@ mod config;
 mod event;
 mod export;
 pub mod host;
+pub mod json;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod verdict;

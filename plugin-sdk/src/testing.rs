@@ -19,17 +19,29 @@
 //!     }
 //! }
 //!
-//! let mut harness = Harness::<Tagger>::new(Config::from_json(json!({"tag": "blue"}))).unwrap();
+//! let mut harness = Harness::<Tagger>::from_json(json!({"tag": "blue"}));
 //! let outputs = harness.handle(&TestEvent::json(json!({"id": 1}))).unwrap();
 //! let Verdict::Emit(records) = outputs else { panic!("expected emit") };
 //! assert_eq!(records[0].headers[0].value, b"blue");
 //!
 //! assert!(Harness::<Tagger>::new(Config::default()).is_err());
 //! ```
+//!
+//! Recorded input comes in through [`TestEvent::from_input_line`] and
+//! [`TestEvent::from_input_file`], which read the `sluice test` input format,
+//! and CSV reference tables through [`Harness::table_csv`], which reads them
+//! as the host does.
+
+mod data;
+mod input;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use serde_json::Value;
+
+pub use data::{read_csv, shared_data};
+pub use input::InputError;
 
 use crate::abi::{self, EventFields, Outcome, RequestWriter};
 use crate::config::Config;
@@ -40,13 +52,21 @@ use crate::host::{Level, Row};
 /// offset 0, attempt 1, no key, timestamp 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestEvent {
+    /// The topic the record was consumed from.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Milliseconds since the Unix epoch, when the broker supplied one.
     pub timestamp: Option<i64>,
+    /// The record key; `None` for a record without one.
     pub key: Option<Vec<u8>>,
+    /// The record value; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    /// The headers in record order, repeated names kept.
     pub headers: Vec<Header>,
+    /// 1 on first delivery, higher on every retry.
     pub attempt: u32,
 }
 
@@ -81,31 +101,37 @@ impl TestEvent {
         TestEvent::default()
     }
 
+    /// Sets the topic.
     pub fn topic(mut self, topic: impl Into<String>) -> Self {
         self.topic = topic.into();
         self
     }
 
+    /// Sets the key.
     pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Sets the offset.
     pub fn offset(mut self, offset: i64) -> Self {
         self.offset = offset;
         self
     }
 
+    /// Sets the partition.
     pub fn partition(mut self, partition: i32) -> Self {
         self.partition = partition;
         self
     }
 
+    /// Sets the delivery attempt (1 is the first).
     pub fn attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt;
         self
     }
 
+    /// Adds a header, keeping any of the same name.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         self.headers.push(Header::new(name, value));
         self
@@ -128,8 +154,11 @@ impl TestEvent {
 /// A log line a handler wrote through [`host::log`](crate::host::log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// Its severity.
     pub level: Level,
+    /// The message text.
     pub message: String,
+    /// The structured fields, in the order given.
     pub fields: Vec<(String, String)>,
 }
 
@@ -152,6 +181,19 @@ impl<H: crate::Handler> Harness<H> {
         Ok(Harness { handler, writer: RequestWriter::new() })
     }
 
+    /// Runs the handler's `init` with a config written as a JSON object, as
+    /// [`Config::from_json`] reads it: the usual start of a test.
+    ///
+    /// # Panics
+    /// When `init` refuses the config, with its message. Test a refusal
+    /// through [`new`](Self::new).
+    pub fn from_json(config: Value) -> Self {
+        match Self::new(Config::from_json(config)) {
+            Ok(harness) => harness,
+            Err(e) => panic!("config refused: {e}"),
+        }
+    }
+
     /// Handles one event.
     pub fn handle(&mut self, event: &TestEvent) -> Outcome {
         self.handle_all(std::slice::from_ref(event)).remove(0)
@@ -169,7 +211,9 @@ impl<H: crate::Handler> Harness<H> {
         }
     }
 
-    /// Serves a lookup table: each row is a JSON object keyed by its `key_field`.
+    /// Serves a lookup table: each row is a JSON object keyed by its
+    /// `key_field`. Rows without that field are left out; a later row with
+    /// the same key replaces the earlier one.
     pub fn table(&mut self, name: &str, key_field: &str, rows: impl IntoIterator<Item = Value>) -> &mut Self {
         let mut table = HashMap::new();
         for row in rows {
@@ -182,6 +226,21 @@ impl<H: crate::Handler> Harness<H> {
                 table.insert(key, map);
             }
         }
+        self.serve(name, table)
+    }
+
+    /// Serves a lookup table from a CSV file with a header row, as the host
+    /// serves a route's CSV table: each row a JSON object of string fields,
+    /// keyed by its `key_column` cell, a later row with the same key
+    /// replacing the earlier one. The error names the table and the file, and
+    /// the line of a malformed row or the columns when `key_column` is not
+    /// one of them.
+    pub fn table_csv(&mut self, name: &str, path: impl AsRef<Path>, key_column: &str) -> Result<&mut Self, String> {
+        let table = data::read_keyed_csv(path.as_ref(), key_column).map_err(|e| format!("table `{name}`: {e}"))?;
+        Ok(self.serve(name, table))
+    }
+
+    fn serve(&mut self, name: &str, table: HashMap<String, Row>) -> &mut Self {
         native::with(|host| host.tables.insert(name.to_owned(), table));
         self
     }
@@ -202,6 +261,7 @@ impl<H: crate::Handler> Harness<H> {
         native::with(|host| host.counters.get(name).copied().unwrap_or(0))
     }
 
+    /// The handler itself, to inspect or change its state.
     pub fn handler(&mut self) -> &mut H {
         &mut self.handler
     }

@@ -35,8 +35,11 @@ impl Verdict {
 pub struct Output {
     /// `None` sends it to each of the route's default output topics.
     pub topic: Option<String>,
+    /// The record key; `None` for a record without one.
     pub key: Option<Vec<u8>>,
+    /// The record value; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    /// The headers in record order, repeated names kept.
     pub headers: Vec<Header>,
 }
 
@@ -52,11 +55,13 @@ impl Output {
         self
     }
 
+    /// Sets the record key.
     pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Sets the record value to raw bytes (or text).
     pub fn value(mut self, value: impl Into<Vec<u8>>) -> Self {
         self.value = Some(value.into());
         self
@@ -91,12 +96,18 @@ impl Output {
 pub enum Failure {
     /// Transient: the host retries with backoff, then moves on to retry topics
     /// or the dead-letter queue.
-    Retry { message: String, delay_ms: Option<u64> },
+    Retry {
+        /// Why, for logs and the DLQ headers.
+        message: String,
+        /// A hint for the delay before the next attempt, in milliseconds.
+        delay_ms: Option<u64>,
+    },
     /// Permanent: the event goes to the dead-letter queue at once.
     Reject(String),
 }
 
 impl Failure {
+    /// A retry after the route's own backoff.
     pub fn retry(message: impl Into<String>) -> Self {
         Failure::Retry { message: message.into(), delay_ms: None }
     }
@@ -107,10 +118,12 @@ impl Failure {
         Failure::Retry { message: message.into(), delay_ms: Some(delay_ms) }
     }
 
+    /// A rejection to the dead-letter queue.
     pub fn reject(message: impl Into<String>) -> Self {
         Failure::Reject(message.into())
     }
 
+    /// Why the plugin could not decide, retry or reject alike.
     pub fn message(&self) -> &str {
         match self {
             Failure::Retry { message, .. } | Failure::Reject(message) => message,

@@ -1,8 +1,6 @@
 //! The plugin's config table: what the operator writes, and the checked
 //! lookups the handler runs.
 
-mod located;
-
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -43,7 +41,7 @@ struct RawLookup {
 
 /// Reads and checks the plugin's config; errors name the key at fault.
 pub fn lookups(config: &Config) -> Result<Vec<Lookup>, String> {
-    let raw: RawSettings = located::deserialize(config)?;
+    let raw: RawSettings = config.deserialize()?;
     if raw.lookups.is_empty() {
         return Err("config key `lookups`: give at least one [[lookups]] table".to_owned());
     }

@@ -100,10 +100,7 @@ mod tests {
 
     /// A few real rows of the Olist tables.
     fn harness(config: Value) -> Harness<Enrich> {
-        let mut h = match Harness::<Enrich>::new(Config::from_json(config)) {
-            Ok(h) => h,
-            Err(e) => panic!("config refused: {e}"),
-        };
+        let mut h = Harness::<Enrich>::from_json(config);
         h.table("customers", "customer_id", [json!({
             "customer_id": "503740e9ca751ccdda7ba28e9ab8f608", "customer_unique_id": "80bb27c7c16e8f973207a5086ab329e2",
             "customer_zip_code_prefix": "86320", "customer_city": "congonhinhas", "customer_state": "PR",
@@ -221,12 +218,9 @@ mod tests {
 
     #[test]
     fn numeric_keys_are_looked_up_as_text() {
-        let mut h = match Harness::<Enrich>::new(Config::from_json(json!({"lookups": [
+        let mut h = Harness::<Enrich>::from_json(json!({"lookups": [
             {"table": "zips", "key": "zip", "set": {"city": "geolocation_city"}},
-        ]}))) {
-            Ok(h) => h,
-            Err(e) => panic!("{e}"),
-        };
+        ]}));
         h.table("zips", "zip", [json!({"zip": "35182", "geolocation_city": "timoteo"})]);
         // As JSON writes it: 35182.0 would be looked up as "35182.0".
         let (_, value) = emitted(h.handle(&TestEvent::json(json!({"zip": 35182}))));

@@ -102,13 +102,7 @@ impl Lookup {
                 return Err(Miss::Absent(format!("lookup in `{table}`: key field `{}` is missing", located())));
             }
             Some(other) => {
-                let kind = if other.is_boolean() {
-                    "a boolean"
-                } else if other.is_array() {
-                    "an array"
-                } else {
-                    "an object"
-                };
+                let kind = sluice_sdk::json::kind(other);
                 let reason = format!("lookup in `{table}`: key field `{}` is {kind}, not text or a number", located());
                 return Err(Miss::Absent(reason));
             }

@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use enrich::Enrich;
-use serde_json::{Map, Value, json};
-use sluice_sdk::testing::{Harness, TestEvent};
-use sluice_sdk::{Config, Failure, Header, Verdict};
+use serde_json::{Value, json};
+use sluice_sdk::testing::{Harness, TestEvent, read_csv, shared_data};
+use sluice_sdk::{Failure, Header, Verdict};
 
 /// Mirrors `tests/golden/enrich/config.toml`.
 fn golden_config() -> Value {
@@ -32,9 +32,10 @@ fn golden_config() -> Value {
 #[test]
 fn golden_order_slice() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/enrich");
-    let mut h = harness(golden_config());
+    let mut h = Harness::<Enrich>::from_json(golden_config());
     load_tables_txt(&mut h, &golden.join("tables.txt"));
-    let outcomes = h.handle_all(&golden_events(&golden.join("input.jsonl")));
+    let events = TestEvent::from_input_file(golden.join("input.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let outcomes = h.handle_all(&events);
     let tally = Tally::of(&outcomes);
     assert_eq!((tally.emit, tally.drop, tally.retry, tally.reject), (26, 0, 2, 1));
     assert_eq!((h.counter("enriched"), h.counter("missing")), (86, 6));
@@ -100,7 +101,7 @@ fn all_8135_olist_orders() {
     let Some(olist) = Olist::load() else { return };
     assert_eq!(olist.orders.len(), 8135);
 
-    let mut h = harness(golden_config());
+    let mut h = Harness::<Enrich>::from_json(golden_config());
     olist.serve(&mut h);
     let tally = Tally::of(&h.handle_all(&olist.orders));
     // 8135 customers + 8365 products + 8202 categories; 163 items have no
@@ -110,7 +111,7 @@ fn all_8135_olist_orders() {
 
     let mut config = golden_config();
     config["lookups"][2]["on_missing"] = json!("drop");
-    let mut h = harness(config);
+    let mut h = Harness::<Enrich>::from_json(config);
     olist.serve(&mut h);
     let tally = Tally::of(&h.handle_all(&olist.orders));
     assert_eq!((tally.emit, tally.drop), (7988, 147));
@@ -120,7 +121,7 @@ fn all_8135_olist_orders() {
 #[test]
 fn olist_sellers_merged_whole_into_each_item() {
     let Some(olist) = Olist::load() else { return };
-    let mut h = harness(json!({"lookups": [
+    let mut h = Harness::<Enrich>::from_json(json!({"lookups": [
         {"table": "sellers", "key": "items[].seller_id", "into": "seller", "on_missing": "reject"},
     ]}));
     olist.serve(&mut h);
@@ -142,7 +143,7 @@ fn olist_customers_lagging_behind_orders_are_retried() {
         .filter(|o| o["order_status"] == "shipped")
         .filter_map(|o| olist.customers.get(o["customer_id"].as_str()?).cloned())
         .collect();
-    let mut h = harness(json!({"lookups": [golden_config()["lookups"][0].clone()]}));
+    let mut h = Harness::<Enrich>::from_json(json!({"lookups": [golden_config()["lookups"][0].clone()]}));
     h.table("customers", "customer_id", shipped);
     let tally = Tally::of(&h.handle_all(&olist.orders));
     assert_eq!((tally.emit, tally.retry), (1107, 7028));
@@ -180,27 +181,36 @@ impl Tally {
     }
 }
 
-/// The shared Olist tables, and one order event per order with its items.
+/// The shared Olist data set: one order event per order with its items, and
+/// the reference tables.
 struct Olist {
+    dir: PathBuf,
     orders: Vec<TestEvent>,
     orders_csv: Vec<Value>,
     customers: HashMap<String, Value>,
-    products: Vec<Value>,
-    categories: Vec<Value>,
-    sellers: Vec<Value>,
 }
 
 impl Olist {
+    /// The lookup tables, as `(name, file, key column)`.
+    const TABLES: [(&str, &str, &str); 4] = [
+        ("customers", "olist_customers_dataset.csv", "customer_id"),
+        ("products", "olist_products_dataset.csv", "product_id"),
+        ("categories", "product_category_name_translation.csv", "product_category_name"),
+        ("sellers", "olist_sellers_dataset.csv", "seller_id"),
+    ];
+
     fn load() -> Option<Olist> {
-        let orders_csv = csv_objects(&shared_data("olist-ecommerce/olist_orders_dataset.csv")?);
-        let items = csv_objects(&shared_data("olist-ecommerce/olist_order_items_dataset.csv")?);
-        let customers = csv_objects(&shared_data("olist-ecommerce/olist_customers_dataset.csv")?)
+        let dir = shared_data("olist-ecommerce/olist_orders_dataset.csv")?.parent()?.to_owned();
+        let rows = |file: &str| -> Vec<Value> {
+            let rows = read_csv(dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
+            rows.into_iter().map(Value::Object).collect()
+        };
+        let orders_csv = rows("olist_orders_dataset.csv");
+        let items = rows("olist_order_items_dataset.csv");
+        let customers = rows("olist_customers_dataset.csv")
             .into_iter()
             .filter_map(|c| Some((c["customer_id"].as_str()?.to_owned(), c)))
             .collect();
-        let products = csv_objects(&shared_data("olist-ecommerce/olist_products_dataset.csv")?);
-        let categories = csv_objects(&shared_data("olist-ecommerce/product_category_name_translation.csv")?);
-        let sellers = csv_objects(&shared_data("olist-ecommerce/olist_sellers_dataset.csv")?);
 
         let mut by_order: HashMap<&str, Vec<Value>> = HashMap::new();
         for item in &items {
@@ -225,21 +235,14 @@ impl Olist {
                 TestEvent::json(value).key(order_id).offset(offset as i64)
             })
             .collect();
-        Some(Olist { orders, orders_csv, customers, products, categories, sellers })
+        Some(Olist { dir, orders, orders_csv, customers })
     }
 
+    /// Serves the reference tables from their files, as the host would.
     fn serve(&self, h: &mut Harness<Enrich>) {
-        h.table("customers", "customer_id", self.customers.values().cloned());
-        h.table("products", "product_id", self.products.iter().cloned());
-        h.table("categories", "product_category_name", self.categories.iter().cloned());
-        h.table("sellers", "seller_id", self.sellers.iter().cloned());
-    }
-}
-
-fn harness(config: Value) -> Harness<Enrich> {
-    match Harness::new(Config::from_json(config)) {
-        Ok(h) => h,
-        Err(e) => panic!("config refused: {e}"),
+        for (name, file, key) in Olist::TABLES {
+            h.table_csv(name, self.dir.join(file), key).unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 }
 
@@ -247,75 +250,10 @@ fn harness(config: Value) -> Harness<Enrich> {
 /// paths relative to the repository root), as the host would.
 fn load_tables_txt(h: &mut Harness<Enrich>, tables_txt: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let text = read(tables_txt);
+    let text = std::fs::read_to_string(tables_txt).unwrap_or_else(|e| panic!("{}: {e}", tables_txt.display()));
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let parsed = line.split_once('=').and_then(|(name, rest)| Some((name, rest.rsplit_once(':')?)));
         let Some((name, (path, key))) = parsed else { panic!("{}: bad line {line:?}", tables_txt.display()) };
-        h.table(name, key, csv_objects(&read(&root.join(path))));
+        h.table_csv(name, root.join(path), key).unwrap_or_else(|e| panic!("{e}"));
     }
-}
-
-/// CSV rows (no quoted cells in these files) as JSON objects of strings,
-/// as the host serves a CSV table.
-fn csv_objects(text: &str) -> Vec<Value> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    lines
-        .map(|line| {
-            let row: Map<String, Value> =
-                header.iter().zip(line.split(',')).map(|(h, v)| ((*h).to_owned(), Value::from(v))).collect();
-            Value::Object(row)
-        })
-        .collect()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// The shared data sets live outside the repository; without them these
-/// tests have nothing to check and say so.
-fn shared_data(relative: &str) -> Option<String> {
-    let dir = std::env::var_os("SLUICE_DATA").map_or_else(|| PathBuf::from("/work/shared/data"), PathBuf::from);
-    let path = dir.join(relative);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("skipped: cannot read {} ({e}); set SLUICE_DATA to the data directory", path.display());
-            None
-        }
-    }
-}
-
-/// The records of a golden `input.jsonl`, in the `sluice test` input format.
-fn golden_events(path: &Path) -> Vec<TestEvent> {
-    read(path).lines().filter(|l| !l.trim().is_empty()).map(input_record).collect()
-}
-
-fn input_record(line: &str) -> TestEvent {
-    let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("golden line is not JSON: {e}"));
-    let mut event = match record.get("value") {
-        None | Some(Value::Null) => TestEvent::tombstone(),
-        Some(Value::String(text)) => TestEvent::bytes(text.as_bytes()),
-        Some(json) => TestEvent::json(json.clone()),
-    };
-    if let Some(topic) = record["topic"].as_str() {
-        event = event.topic(topic);
-    }
-    if let Some(partition) = record["partition"].as_i64() {
-        event = event.partition(i32::try_from(partition).unwrap_or_else(|_| panic!("partition {partition}")));
-    }
-    if let Some(offset) = record["offset"].as_i64() {
-        event = event.offset(offset);
-    }
-    if let Some(key) = record["key"].as_str() {
-        event = event.key(key.as_bytes());
-    }
-    for header in record["headers"].as_array().into_iter().flatten() {
-        match (header[0].as_str(), header[1].as_str()) {
-            (Some(name), Some(value)) => event = event.header(name, value.as_bytes()),
-            _ => panic!("golden headers are [name, value] pairs, got {header}"),
-        }
-    }
-    event
 }

@@ -1,8 +1,6 @@
 //! The plugin's config table: what the operator writes, and the checked
 //! routing table the handler runs on.
 
-mod located;
-
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
@@ -58,7 +56,7 @@ pub struct Settings {
 impl Settings {
     /// Reads and checks the plugin's config; errors name the key at fault.
     pub fn from_config(config: &Config) -> Result<Settings, String> {
-        let raw: RawSettings = located::deserialize(config)?;
+        let raw: RawSettings = config.deserialize()?;
         let fields = match &raw.field {
             Some(text) => vec![FieldPath::parse(text).map_err(|e| format!("config key `field`: {e}"))?],
             None => ["eventType", "type"].iter().filter_map(|f| FieldPath::parse(f).ok()).collect(),

@@ -36,6 +36,7 @@ mod path;
 mod topic;
 
 use serde_json::Value;
+use sluice_sdk::json::kind;
 use sluice_sdk::prelude::*;
 
 use crate::config::{Settings, Unmatched};
@@ -106,14 +107,6 @@ impl Route {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-        _ => "a scalar",
-    }
-}
-
 sluice_sdk::export!(Route);
 
 #[cfg(test)]
@@ -121,13 +114,6 @@ mod tests {
     use super::*;
     use serde_json::json;
     use sluice_sdk::testing::{Harness, TestEvent};
-
-    fn harness(config: Value) -> Harness<Route> {
-        match Harness::<Route>::new(Config::from_json(config)) {
-            Ok(h) => h,
-            Err(e) => panic!("config refused: {e}"),
-        }
-    }
 
     fn topic_of(outcome: Result<Verdict, Failure>) -> String {
         match outcome {
@@ -146,7 +132,7 @@ mod tests {
 
     #[test]
     fn listed_values_go_to_their_topic_unchanged() {
-        let mut h = harness(mixed());
+        let mut h = Harness::<Route>::from_json(mixed());
         let event = TestEvent::json(json!({"eventType": "OrderPlaced", "order_id": "o1"})).key("o1").header("h", "v");
         let Ok(Verdict::Emit(records)) = h.handle(&event) else { panic!("expected emit") };
         assert_eq!(records.len(), 1);
@@ -160,7 +146,7 @@ mod tests {
 
     #[test]
     fn other_values_go_through_the_template() {
-        let mut h = harness(mixed());
+        let mut h = Harness::<Route>::from_json(mixed());
         let topic = topic_of(h.handle(&TestEvent::json(json!({"type": "PullRequestReviewCommentEvent"}))));
         assert_eq!(topic, "github.pull-request-review-comment-event");
         assert_eq!(topic_of(h.handle(&TestEvent::json(json!({"type": "order_shipped"})))), "github.order-shipped");
@@ -169,7 +155,7 @@ mod tests {
 
     #[test]
     fn event_type_wins_over_type_when_both_are_present() {
-        let mut h = harness(mixed());
+        let mut h = Harness::<Route>::from_json(mixed());
         let both = TestEvent::json(json!({"eventType": "OrderPlaced", "type": "PushEvent"}));
         assert_eq!(topic_of(h.handle(&both)), "orders.placed");
         let null_event_type = TestEvent::json(json!({"eventType": null, "type": "PushEvent"}));
@@ -178,7 +164,7 @@ mod tests {
 
     #[test]
     fn records_without_a_usable_value_take_the_default() {
-        let mut h = harness(mixed());
+        let mut h = Harness::<Route>::from_json(mixed());
         for value in
             [json!({"order_id": "o1"}), json!({"eventType": {"name": "x"}}), json!({"type": "???"}), json!([1])]
         {
@@ -191,19 +177,20 @@ mod tests {
     #[test]
     fn unmatched_reject_and_drop_name_the_field_and_value() {
         let config = json!({"field": "meta.kind", "topics": {"order": "orders"}});
-        let mut h = harness(config);
+        let mut h = Harness::<Route>::from_json(config);
         let other = TestEvent::json(json!({"meta": {"kind": "refund"}}));
         assert_eq!(h.handle(&other), Err(Failure::reject("no topic for `meta.kind` = \"refund\"")));
         let missing = TestEvent::json(json!({"meta": {}}));
         assert_eq!(h.handle(&missing), Err(Failure::reject("no routing field: `meta.kind` missing")));
         assert_eq!(h.counter("unmatched"), 2);
 
-        let mut h = harness(json!({"topics": {"OrderPlaced": "orders.placed"}, "unmatched": "drop"}));
+        let mut h =
+            Harness::<Route>::from_json(json!({"topics": {"OrderPlaced": "orders.placed"}, "unmatched": "drop"}));
         let none = TestEvent::json(json!({"id": 1}));
         assert_eq!(h.handle(&none), Ok(Verdict::drop("no routing field: `eventType` and `type` missing")));
         let bad = TestEvent::json(json!({"type": ["a"]}));
         assert_eq!(h.handle(&bad), Ok(Verdict::drop("routing field `type` is an array, not text")));
-        let slugless = harness(json!({"template": "t.{value}", "unmatched": "drop"}))
+        let slugless = Harness::<Route>::from_json(json!({"template": "t.{value}", "unmatched": "drop"}))
             .handle(&TestEvent::json(json!({"type": "¿?"})));
         let reason = "no topic for `type` = \"¿?\": the template makes no valid topic name of it";
         assert_eq!(slugless, Ok(Verdict::drop(reason)));
@@ -211,7 +198,7 @@ mod tests {
 
     #[test]
     fn malformed_json_is_rejected_even_with_a_default() {
-        let mut h = harness(mixed());
+        let mut h = Harness::<Route>::from_json(mixed());
         let outcome = h.handle(&TestEvent::bytes("{\"type\": \"PushEv").offset(4));
         assert!(matches!(outcome, Err(Failure::Reject(m)) if m.starts_with("test/0@4: value is not valid JSON")));
     }

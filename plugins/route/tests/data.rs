@@ -9,12 +9,12 @@
 //! written here as JSON mirrors that file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use route::Route;
-use serde_json::{Map, Value, json};
-use sluice_sdk::testing::{Harness, TestEvent};
-use sluice_sdk::{Config, Failure, Verdict};
+use serde_json::{Value, json};
+use sluice_sdk::testing::{Harness, TestEvent, read_csv, shared_data};
+use sluice_sdk::{Failure, Verdict};
 
 /// Mirrors `tests/golden/route/config.toml`.
 fn golden_config() -> Value {
@@ -33,7 +33,7 @@ fn golden_config() -> Value {
 
 #[test]
 fn golden_mixed_slice() {
-    let mut h = harness(golden_config());
+    let mut h = Harness::<Route>::from_json(golden_config());
     let outcomes = h.handle_all(&golden_events("route"));
     let expected = BTreeMap::from([
         ("<reject>".to_owned(), 1),
@@ -65,10 +65,12 @@ fn golden_mixed_slice() {
 
 #[test]
 fn all_1024_github_events() {
-    let Some(text) = shared_data("gharchive-events/gharchive-2015-01-01-15.first1024.ndjson") else { return };
+    let Some(path) = shared_data("gharchive-events/gharchive-2015-01-01-15.first1024.ndjson") else { return };
+    let text = std::fs::read_to_string(&path).expect("the data set is readable");
     let events: Vec<TestEvent> = text.lines().map(TestEvent::bytes).collect();
 
-    let mut h = harness(json!({"topics": {"PushEvent": "github.push"}, "template": "github.{value}"}));
+    let mut h =
+        Harness::<Route>::from_json(json!({"topics": {"PushEvent": "github.push"}, "template": "github.{value}"}));
     let expected = BTreeMap::from([
         ("github.commit-comment-event".to_owned(), 5),
         ("github.create-event".to_owned(), 143),
@@ -88,7 +90,7 @@ fn all_1024_github_events() {
 
     // Only pushes and pull requests wanted: 529 + 48 routed, the rest dropped.
     let config = json!({"topics": {"PushEvent": "github.push", "PullRequestEvent": "github.pull-requests"}, "unmatched": "drop"});
-    let mut h = harness(config);
+    let mut h = Harness::<Route>::from_json(config);
     let outcomes = h.handle_all(&events);
     let dropped = outcomes.iter().filter(|o| matches!(o, Ok(Verdict::Drop(_)))).count();
     assert_eq!((outcomes.len() - dropped, dropped), (577, 447));
@@ -97,7 +99,7 @@ fn all_1024_github_events() {
 
 #[test]
 fn every_olist_order_lifecycle_event() {
-    let Some(text) = shared_data("olist-ecommerce/olist_orders_dataset.csv") else { return };
+    let Some(path) = shared_data("olist-ecommerce/olist_orders_dataset.csv") else { return };
     // One event per lifecycle timestamp an order has.
     let stages = [
         ("order_purchase_timestamp", "OrderPlaced"),
@@ -106,7 +108,7 @@ fn every_olist_order_lifecycle_event() {
         ("order_delivered_customer_date", "OrderDelivered"),
     ];
     let mut events = Vec::new();
-    for order in csv_objects(&text) {
+    for order in read_csv(path).expect("the data set is a CSV file").into_iter().map(Value::Object) {
         for (column, event_type) in stages {
             let at = order[column].as_str().unwrap_or_default();
             if !at.is_empty() {
@@ -117,7 +119,7 @@ fn every_olist_order_lifecycle_event() {
     }
     let mut config = golden_config();
     config["template"] = json!("orders.{value}");
-    let mut h = harness(config);
+    let mut h = Harness::<Route>::from_json(config);
     let expected = BTreeMap::from([
         ("orders.approved".to_owned(), 7989),
         ("orders.delivered".to_owned(), 5170),
@@ -142,71 +144,8 @@ fn by_topic(outcomes: &[Result<Verdict, Failure>]) -> BTreeMap<String, usize> {
     counts
 }
 
-fn harness(config: Value) -> Harness<Route> {
-    match Harness::new(Config::from_json(config)) {
-        Ok(h) => h,
-        Err(e) => panic!("config refused: {e}"),
-    }
-}
-
-/// CSV rows (no quoted cells in this file) as JSON objects of strings.
-fn csv_objects(text: &str) -> Vec<Value> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    lines
-        .map(|line| {
-            let row: Map<String, Value> =
-                header.iter().zip(line.split(',')).map(|(h, v)| ((*h).to_owned(), Value::from(v))).collect();
-            Value::Object(row)
-        })
-        .collect()
-}
-
-/// The shared data sets live outside the repository; without them these
-/// tests have nothing to check and say so.
-fn shared_data(relative: &str) -> Option<String> {
-    let dir = std::env::var_os("SLUICE_DATA").map_or_else(|| PathBuf::from("/work/shared/data"), PathBuf::from);
-    let path = dir.join(relative);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("skipped: cannot read {} ({e}); set SLUICE_DATA to the data directory", path.display());
-            None
-        }
-    }
-}
-
 /// The records of a golden `input.jsonl`, in the `sluice test` input format.
 fn golden_events(name: &str) -> Vec<TestEvent> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden").join(name).join("input.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(input_record).collect()
-}
-
-fn input_record(line: &str) -> TestEvent {
-    let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("golden line is not JSON: {e}"));
-    let mut event = match record.get("value") {
-        None | Some(Value::Null) => TestEvent::tombstone(),
-        Some(Value::String(text)) => TestEvent::bytes(text.as_bytes()),
-        Some(json) => TestEvent::json(json.clone()),
-    };
-    if let Some(topic) = record["topic"].as_str() {
-        event = event.topic(topic);
-    }
-    if let Some(partition) = record["partition"].as_i64() {
-        event = event.partition(i32::try_from(partition).unwrap_or_else(|_| panic!("partition {partition}")));
-    }
-    if let Some(offset) = record["offset"].as_i64() {
-        event = event.offset(offset);
-    }
-    if let Some(key) = record["key"].as_str() {
-        event = event.key(key.as_bytes());
-    }
-    for header in record["headers"].as_array().into_iter().flatten() {
-        match (header[0].as_str(), header[1].as_str()) {
-            (Some(name), Some(value)) => event = event.header(name, value.as_bytes()),
-            _ => panic!("golden headers are [name, value] pairs, got {header}"),
-        }
-    }
-    event
+    TestEvent::from_input_file(path).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -1,8 +1,6 @@
 //! The plugin's config table: what the operator writes, and the checked
 //! form the handler runs on.
 
-mod located;
-
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_sdk::Config;
@@ -81,7 +79,7 @@ pub struct Settings {
 impl Settings {
     /// Reads and checks the plugin's config; errors name the key at fault.
     pub fn from_config(config: &Config) -> Result<Settings, String> {
-        let raw: RawSettings = located::deserialize(config)?;
+        let raw: RawSettings = config.deserialize()?;
         let required = raw
             .required
             .iter()

@@ -55,6 +55,7 @@ mod path;
 mod rule;
 
 use serde_json::Value;
+use sluice_sdk::json::kind;
 use sluice_sdk::prelude::*;
 
 use config::{Mode, Settings};
@@ -112,17 +113,6 @@ impl Validate {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 sluice_sdk::export!(Validate);
 
 #[cfg(test)]
@@ -130,13 +120,6 @@ mod tests {
     use super::*;
     use serde_json::json;
     use sluice_sdk::testing::{Harness, TestEvent};
-
-    fn harness(config: Value) -> Harness<Validate> {
-        match Harness::<Validate>::new(Config::from_json(config)) {
-            Ok(h) => h,
-            Err(e) => panic!("config refused: {e}"),
-        }
-    }
 
     fn github_config() -> Value {
         json!({
@@ -150,7 +133,7 @@ mod tests {
 
     #[test]
     fn a_good_record_passes_unchanged() {
-        let mut h = harness(github_config());
+        let mut h = Harness::<Validate>::from_json(github_config());
         let event = TestEvent::json(json!({"id": "1", "type": "PushEvent", "repo": {"name": "apache/kafka"}}));
         assert_eq!(h.handle(&event), Ok(Verdict::Pass));
         assert_eq!((h.counter("passed"), h.counter("dropped"), h.counter("rejected")), (1, 0, 0));
@@ -158,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_broken_rule_drops_with_a_reason_naming_field_condition_and_value() {
-        let mut h = harness(github_config());
+        let mut h = Harness::<Validate>::from_json(github_config());
         let event = TestEvent::json(json!({"id": "1", "type": "WatchEvent", "repo": {"name": "apache/kafka"}}));
         let expected = "`type` = \"WatchEvent\" is not one of in = [\"PushEvent\",\"PullRequestEvent\"]";
         assert_eq!(h.handle(&event), Ok(Verdict::drop(expected)));
@@ -172,7 +155,7 @@ mod tests {
     fn reject_mode_sends_rule_failures_to_the_dlq() {
         let mut config = github_config();
         config["mode"] = json!("reject");
-        let mut h = harness(config);
+        let mut h = Harness::<Validate>::from_json(config);
         let event = TestEvent::json(json!({"id": "1", "type": "WatchEvent", "repo": {"name": "apache/kafka"}}));
         assert!(matches!(h.handle(&event), Err(Failure::Reject(reason)) if reason.starts_with("`type` = ")));
         assert_eq!(h.counter("rejected"), 1);
@@ -180,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_missing_required_field_rejects_even_in_drop_mode() {
-        let mut h = harness(github_config());
+        let mut h = Harness::<Validate>::from_json(github_config());
         let no_repo_name = TestEvent::json(json!({"id": "1", "type": "PushEvent", "repo": {"id": 3}}));
         assert_eq!(h.handle(&no_repo_name), Err(Failure::reject("missing required field `repo.name`")));
         let null_id = TestEvent::json(json!({"id": null, "type": "PushEvent", "repo": {"name": "apache/x"}}));
@@ -190,7 +173,7 @@ mod tests {
 
     #[test]
     fn required_array_fields_name_the_element() {
-        let mut h = harness(json!({"required": ["items[].product_id"]}));
+        let mut h = Harness::<Validate>::from_json(json!({"required": ["items[].product_id"]}));
         let good = TestEvent::json(json!({"items": [{"product_id": "a"}, {"product_id": "b"}]}));
         assert_eq!(h.handle(&good), Ok(Verdict::Pass));
         let bad = TestEvent::json(json!({"items": [{"product_id": "a"}, {"price": 3}]}));
@@ -201,7 +184,7 @@ mod tests {
 
     #[test]
     fn values_that_are_not_json_objects_are_rejected() {
-        let mut h = harness(github_config());
+        let mut h = Harness::<Validate>::from_json(github_config());
         let outcomes = h.handle_all(&[
             TestEvent::bytes("{\"id\": 1,").offset(7),
             TestEvent::json(json!([1, 2])).offset(8),
@@ -224,7 +207,7 @@ mod tests {
 
     #[test]
     fn the_first_broken_rule_is_the_reason() {
-        let mut h = harness(json!({"rules": [
+        let mut h = Harness::<Validate>::from_json(json!({"rules": [
             {"field": "a", "max": 1},
             {"field": "b", "max": 1},
         ]}));
@@ -242,12 +225,12 @@ mod tests {
             })
         };
         let row = TestEvent::json(json!({"Beach Name": "Calumet Beach", "Wave Height": ""}));
-        assert_eq!(harness(config(true)).handle(&row), Ok(Verdict::Pass));
-        let outcome = harness(config(false)).handle(&row);
+        assert_eq!(Harness::<Validate>::from_json(config(true)).handle(&row), Ok(Verdict::Pass));
+        let outcome = Harness::<Validate>::from_json(config(false)).handle(&row);
         assert_eq!(outcome, Ok(Verdict::drop("`Wave Height` = \"\" is not a number, so min = 0 cannot hold")));
         let blank_name = TestEvent::json(json!({"Beach Name": " "}));
         assert_eq!(
-            harness(config(true)).handle(&blank_name),
+            Harness::<Validate>::from_json(config(true)).handle(&blank_name),
             Err(Failure::reject("missing required field `Beach Name`"))
         );
     }

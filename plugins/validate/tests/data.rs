@@ -8,11 +8,11 @@
 //! The configs written here as JSON mirror those `config.toml` files.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
-use sluice_sdk::testing::{Harness, TestEvent};
-use sluice_sdk::{Config, Failure, Verdict};
+use sluice_sdk::testing::{Harness, TestEvent, read_csv, shared_data};
+use sluice_sdk::{Failure, Verdict};
 use validate::Validate;
 
 /// Mirrors `tests/golden/validate/config.toml`.
@@ -48,7 +48,7 @@ fn sensors_config() -> Value {
 
 #[test]
 fn golden_github_slice() {
-    let mut h = harness(github_config());
+    let mut h = Harness::<Validate>::from_json(github_config());
     let events = golden("validate");
     let outcomes = h.handle_all(&events);
     let tally = Tally::of(&outcomes);
@@ -76,7 +76,7 @@ fn golden_github_slice() {
 
 #[test]
 fn golden_sensor_slice() {
-    let mut h = harness(sensors_config());
+    let mut h = Harness::<Validate>::from_json(sensors_config());
     let outcomes = h.handle_all(&golden("validate-sensors"));
     let tally = Tally::of(&outcomes);
     assert_eq!((tally.pass, tally.drop, tally.reject), (23, 12, 2));
@@ -94,11 +94,12 @@ fn golden_sensor_slice() {
 
 #[test]
 fn all_1024_github_events() {
-    let Some(text) = shared_data("gharchive-events/gharchive-2015-01-01-15.first1024.ndjson") else { return };
+    let Some(path) = shared_data("gharchive-events/gharchive-2015-01-01-15.first1024.ndjson") else { return };
+    let text = std::fs::read_to_string(&path).expect("the data set is readable");
     let events: Vec<TestEvent> = text.lines().map(TestEvent::bytes).collect();
     assert_eq!(events.len(), 1024);
 
-    let tally = Tally::of(&harness(github_config()).handle_all(&events));
+    let tally = Tally::of(&Harness::<Validate>::from_json(github_config()).handle_all(&events));
     assert_eq!((tally.pass, tally.drop, tally.reject), (776, 248, 0));
     let by_field = BTreeMap::from([
         ("org.login".to_owned(), 39),
@@ -112,21 +113,23 @@ fn all_1024_github_events() {
     let mut config = github_config();
     config["rules"] = json!([{"field": "repo.name", "prefix": "cloudify-cosmo/"}]);
     config["mode"] = json!("reject");
-    let tally = Tally::of(&harness(config).handle_all(&events));
+    let tally = Tally::of(&Harness::<Validate>::from_json(config).handle_all(&events));
     assert_eq!((tally.pass, tally.drop, tally.reject), (64, 0, 960));
 }
 
 #[test]
 fn all_34923_sensor_readings() {
-    let Some(text) = shared_data("chicago-beach-water-sensors/Beach_Water_Quality_-_Automated_Sensors.csv") else {
+    let Some(path) = shared_data("chicago-beach-water-sensors/Beach_Water_Quality_-_Automated_Sensors.csv") else {
         return;
     };
-    let events = csv_rows_as_json(&text);
+    // Each row as a JSON object of strings: what a CSV-to-Kafka connector produces.
+    let rows = read_csv(path).expect("the data set is a CSV file");
+    let events: Vec<TestEvent> = rows.into_iter().map(|row| TestEvent::json(Value::Object(row))).collect();
     assert_eq!(events.len(), 34_923);
 
     // 526 Wave Height sentinels (each with a Wave Period sentinel too), 6
     // rows with nothing but a beach name and id.
-    let mut h = harness(sensors_config());
+    let mut h = Harness::<Validate>::from_json(sensors_config());
     let tally = Tally::of(&h.handle_all(&events));
     assert_eq!((tally.pass, tally.drop, tally.reject), (34_384, 533, 6));
     let by_field = BTreeMap::from([
@@ -141,7 +144,7 @@ fn all_34923_sensor_readings() {
     // depth ("") break the depth rule, since "" is not a number.
     let mut config = sensors_config();
     config["blank_is_missing"] = json!(false);
-    let tally = Tally::of(&harness(config).handle_all(&events));
+    let tally = Tally::of(&Harness::<Validate>::from_json(config).handle_all(&events));
     assert_eq!((tally.pass, tally.drop, tally.reject), (10_030, 24_893, 0));
     assert_eq!(tally.drops_by_field.get("Transducer Depth"), Some(&24_356));
     assert_eq!(tally.drops_by_field.get("Water Temperature"), Some(&6));
@@ -198,73 +201,8 @@ fn rule_field(reason: &str) -> String {
     field
 }
 
-fn harness(config: Value) -> Harness<Validate> {
-    match Harness::new(Config::from_json(config)) {
-        Ok(h) => h,
-        Err(e) => panic!("config refused: {e}"),
-    }
-}
-
-/// The shared data sets live outside the repository; without them these
-/// tests have nothing to check and say so.
-fn shared_data(relative: &str) -> Option<String> {
-    let dir = std::env::var_os("SLUICE_DATA").map_or_else(|| PathBuf::from("/work/shared/data"), PathBuf::from);
-    let path = dir.join(relative);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("skipped: cannot read {} ({e}); set SLUICE_DATA to the data directory", path.display());
-            None
-        }
-    }
-}
-
-/// CSV rows (no quoted cells in these files) as JSON objects keyed by the
-/// header, every cell a string: the shape a CSV-to-Kafka connector produces.
-fn csv_rows_as_json(text: &str) -> Vec<TestEvent> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    lines
-        .enumerate()
-        .map(|(i, line)| {
-            let row: serde_json::Map<String, Value> =
-                header.iter().zip(line.split(',')).map(|(h, v)| ((*h).to_owned(), Value::from(v))).collect();
-            TestEvent::json(Value::Object(row)).offset(i as i64)
-        })
-        .collect()
-}
-
 /// The records of a golden `input.jsonl`, in the `sluice test` input format.
 fn golden(name: &str) -> Vec<TestEvent> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden").join(name).join("input.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(input_record).collect()
-}
-
-fn input_record(line: &str) -> TestEvent {
-    let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("golden line is not JSON: {e}"));
-    let mut event = match record.get("value") {
-        None | Some(Value::Null) => TestEvent::tombstone(),
-        Some(Value::String(text)) => TestEvent::bytes(text.as_bytes()),
-        Some(json) => TestEvent::json(json.clone()),
-    };
-    if let Some(topic) = record["topic"].as_str() {
-        event = event.topic(topic);
-    }
-    if let Some(partition) = record["partition"].as_i64() {
-        event = event.partition(i32::try_from(partition).unwrap_or_else(|_| panic!("partition {partition}")));
-    }
-    if let Some(offset) = record["offset"].as_i64() {
-        event = event.offset(offset);
-    }
-    if let Some(key) = record["key"].as_str() {
-        event = event.key(key.as_bytes());
-    }
-    for header in record["headers"].as_array().into_iter().flatten() {
-        match (header[0].as_str(), header[1].as_str()) {
-            (Some(name), Some(value)) => event = event.header(name, value.as_bytes()),
-            _ => panic!("golden headers are [name, value] pairs, got {header}"),
-        }
-    }
-    event
+    TestEvent::from_input_file(path).unwrap_or_else(|e| panic!("{e}"))
 }
