@@ -5,11 +5,26 @@
 
 pub mod bindings;
 pub mod bundled;
+pub mod chain;
+pub mod check;
+pub mod config;
+pub mod correlation;
+pub mod demo;
+pub mod dlq;
 pub mod invoke;
+pub mod kafka;
 pub mod local;
+pub mod offsets;
+pub mod partition;
+pub mod pipeline;
 pub mod plugin_config;
+pub mod produce;
 pub mod record;
+pub mod retry;
 pub mod runtime;
 pub mod scaffold;
+pub mod sink;
+pub mod source;
+pub mod stats;
 pub mod tables;
 pub mod telemetry;

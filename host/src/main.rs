@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice::config::{Bootstrap, Config, LoadOptions};
 use sluice::local::{TableArg, TestOptions};
 use sluice::telemetry::{self, LogFormat};
+use tokio_util::sync::CancellationToken;
 
 /// Kafka-API stream processing through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -44,6 +46,47 @@ enum Command {
         #[arg(long)]
         summary: bool,
     },
+    /// Run the demo: the embedded broker, a slice of the Olist dataset, and the
+    /// example chain validate → enrich → route, then a summary.
+    Demo {
+        /// Use only the first N events of the slice.
+        #[arg(long, value_name = "N")]
+        events: Option<usize>,
+    },
+    /// Consume every route's input topics and run the plugin chains.
+    Run {
+        /// The routing config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Load plugins from this directory instead of the config's plugins.dir.
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+    },
+    /// Check a routing config without a broker: syntax, values, tables, and
+    /// every plugin loaded and initialised with its config.
+    Check {
+        /// The routing config (TOML).
+        config: PathBuf,
+    },
+    /// Load a JSONL (.jsonl/.ndjson) or CSV file into a topic.
+    Produce {
+        #[arg(long)]
+        topic: String,
+        /// Field (JSONL) or column (CSV) holding the record key.
+        #[arg(long, value_name = "FIELD")]
+        key: Option<String>,
+        /// Broker address (host:port,...).
+        #[arg(long, value_name = "ADDR", required_unless_present = "config", conflicts_with = "config")]
+        bootstrap: Option<String>,
+        /// Take the broker address and producer properties from a sluice config.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// The file to load.
+        file: PathBuf,
+    },
     /// Create things.
     New {
         #[command(subcommand)]
@@ -68,7 +111,8 @@ enum NewCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format, "warn");
+    let default_level = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
+    telemetry::init(cli.log_format, default_level);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -85,6 +129,59 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let status = sluice::local::run(&opts, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
             Ok(ExitCode::from(status as u8))
         }
+        Command::Demo { events } => {
+            let report = tokio_runtime()?.block_on(sluice::demo::run(events))?;
+            println!("{report}");
+            Ok(if report.matches() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Run { config, plugins } => {
+            let config = load_config(&config, plugins)?;
+            tokio_runtime()?.block_on(run_pipeline(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            println!("{}", sluice::check::run(&config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Produce { topic, key, bootstrap, config, quiet, file } => {
+            let (bootstrap, properties) = match (bootstrap, config) {
+                (Some(bootstrap), _) => (bootstrap, Default::default()),
+                (None, Some(path)) => {
+                    let config = load_config(&path, None)?;
+                    match &config.broker.bootstrap {
+                        Bootstrap::Servers(servers) => (servers.clone(), config.producer_properties()),
+                        Bootstrap::Embedded => anyhow::bail!(
+                            "{}: the config uses the embedded broker, which lives inside `sluice run`; pass --bootstrap with the address it prints",
+                            path.display()
+                        ),
+                    }
+                }
+                (None, None) => anyhow::bail!("give --bootstrap or --config"),
+            };
+            let opts = sluice::produce::ProduceOptions {
+                bootstrap,
+                properties,
+                topic,
+                key_field: key,
+                file,
+                show_progress: !quiet,
+            };
+            match tokio_runtime()?.block_on(sluice::produce::run(&opts)) {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    let code = match e.downcast_ref::<sluice::produce::ProduceError>() {
+                        Some(sluice::produce::ProduceError::InvalidInput { .. }) => 3,
+                        Some(sluice::produce::ProduceError::Delivery { .. }) => 4,
+                        None => 2,
+                    };
+                    Ok(ExitCode::from(code))
+                }
+            }
+        }
         Command::New { what: NewCommand::Plugin { name, dir, sdk_path } } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             let sdk = sdk_path.unwrap_or_else(sluice::scaffold::default_sdk_path);
@@ -94,4 +191,40 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn load_config(path: &std::path::Path, plugins: Option<PathBuf>) -> anyhow::Result<Config> {
+    Config::load_with(path, &LoadOptions { plugin_dir: plugins }).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Runs until SIGINT or SIGTERM, then drains within the grace period.
+async fn run_pipeline(config: Config) -> anyhow::Result<()> {
+    let (bootstrap, _broker) = sluice::pipeline::connect(&config)?;
+    let handle = sluice::pipeline::Handle { stats: Default::default(), shutdown: CancellationToken::new() };
+    let shutdown = handle.shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        shutdown.cancel();
+    });
+    let report = sluice::pipeline::run(config, bootstrap, handle).await?;
+    let mut committed: Vec<_> = report.committed.into_iter().collect();
+    committed.sort();
+    for ((topic, partition), offset) in committed {
+        tracing::info!(%topic, partition, offset, "committed");
+    }
+    Ok(())
 }

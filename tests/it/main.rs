@@ -3,7 +3,12 @@
 // A test that cannot set up should stop right there, with the panic as its report.
 #![allow(clippy::unwrap_used)]
 
+mod broker;
+mod chain;
+mod config;
 mod golden;
+mod pipeline;
 mod plugins;
+mod produce;
 mod scaffold;
 mod support;

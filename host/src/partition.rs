@@ -1,0 +1,201 @@
+//! One partition's worker: takes its records in order, runs them through the
+//! route's chain in batches, retries failures in place with backoff, and
+//! hands outputs and dead letters to the producer. Offsets flow one way, as
+//! values, to the partition's acknowledger.
+
+use std::sync::Arc;
+
+use rdkafka::producer::DeliveryFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::{Chain, Disposition, Failed};
+use crate::config::RetryPolicy;
+use crate::dlq::{self, DeadLetter, ErrorKind};
+use crate::offsets::Pending;
+use crate::record::Record;
+use crate::retry;
+use crate::sink::{OutRecord, Sink};
+use crate::stats::{Event, Stats};
+
+/// What a worker needs to know about its route.
+#[derive(Debug, Clone)]
+pub struct RouteContext {
+    pub name: String,
+    pub group: String,
+    pub dlq: String,
+    pub retry: RetryPolicy,
+    pub batch_size: usize,
+}
+
+/// A partition's worker. Owns the chain's instances for as long as it runs.
+#[derive(Debug)]
+pub struct Worker {
+    pub chain: Chain,
+    pub route: Arc<RouteContext>,
+    pub sink: Sink,
+    pub acks: mpsc::UnboundedSender<Pending>,
+    pub stats: Arc<Stats>,
+    pub cancel: CancellationToken,
+}
+
+impl Worker {
+    /// Processes records until the channel closes or the worker is cancelled.
+    pub async fn run(mut self, mut records: mpsc::Receiver<Record>) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return,
+                next = records.recv() => match next {
+                    Some(record) => record,
+                    None => return,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.route.batch_size {
+                match records.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+            self.stats.add(&self.route.name, Event::Consumed, batch.len() as u64);
+            if !self.process(batch).await {
+                return;
+            }
+        }
+    }
+
+    /// Runs a batch to completion: every record delivered, dropped or dead-
+    /// lettered. A record that fails transiently holds back the records after
+    /// it (they share its partition), is retried after a backoff, and the
+    /// rest run again behind it. Returns false if cancelled meanwhile.
+    async fn process(&mut self, mut queue: Vec<Record>) -> bool {
+        while !queue.is_empty() {
+            let Some((records, dispositions)) = self.run_chain(queue).await else { return false };
+            let mut retry_at = None;
+            for (index, (record, disposition)) in records.iter().zip(dispositions).enumerate() {
+                match disposition {
+                    Disposition::Failed(f) if f.retryable && record.attempt < self.route.retry.max_attempts => {
+                        retry_at = Some((index, f.delay_ms));
+                        break;
+                    }
+                    Disposition::Failed(f) => self.dead_letter(record, f).await,
+                    Disposition::Deliver(outputs) => self.deliver(record, outputs).await,
+                    Disposition::Dropped { .. } => {
+                        self.stats.add(&self.route.name, Event::Dropped, 1);
+                        self.pend(record.offset, Vec::new());
+                    }
+                }
+            }
+            let Some((index, hint)) = retry_at else { return true };
+            queue = records;
+            queue.drain(..index);
+            let next_attempt = queue[0].attempt + 1;
+            let delay = retry::backoff_random(&self.route.retry, next_attempt, hint);
+            self.stats.add(&self.route.name, Event::Retried, 1);
+            tracing::debug!(route = %self.route.name, offset = queue[0].offset, attempt = next_attempt, ?delay, "retrying");
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return false,
+                () = tokio::time::sleep(delay) => {}
+            }
+            queue[0].attempt = next_attempt;
+        }
+        true
+    }
+
+    /// Plugin calls are CPU-bound and synchronous; they run on the blocking
+    /// pool so the async threads keep polling and acknowledging.
+    async fn run_chain(&mut self, queue: Vec<Record>) -> Option<(Vec<Record>, Vec<Disposition>)> {
+        let placeholder = Chain { steps: Vec::new(), targets: self.chain.targets.clone() };
+        let chain = std::mem::replace(&mut self.chain, placeholder);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut chain = chain;
+            let dispositions = chain.run(&queue);
+            (chain, queue, dispositions)
+        })
+        .await;
+        match joined {
+            Ok((chain, queue, dispositions)) => {
+                self.chain = chain;
+                Some((queue, dispositions))
+            }
+            Err(e) => {
+                // The chain isolates plugin faults; a panic here is a host bug.
+                tracing::error!(route = %self.route.name, error = %e, "plugin chain panicked; stopping this partition's worker");
+                self.cancel.cancel();
+                None
+            }
+        }
+    }
+
+    async fn deliver(&mut self, record: &Record, outputs: Vec<OutRecord>) {
+        let route = self.route.name.clone();
+        if outputs.is_empty() {
+            self.stats.add(&route, Event::Dropped, 1);
+            self.pend(record.offset, Vec::new());
+            return;
+        }
+        let mut deliveries = Vec::with_capacity(outputs.len());
+        for out in outputs {
+            match self.sink.send(&out).await {
+                Ok(delivery) => deliveries.push((out, delivery)),
+                Err(e) => {
+                    let failed = Failed {
+                        kind: ErrorKind::ProduceRefused,
+                        message: format!("the producer refused an output to {}: {e}", out.topic),
+                        plugin: String::new(),
+                        retryable: false,
+                        delay_ms: None,
+                    };
+                    // Outputs already handed over stay; the DLQ record explains the rest.
+                    let mut dead = self.dead_letter_record(record, failed).await;
+                    deliveries.append(&mut dead);
+                    self.pend(record.offset, deliveries);
+                    return;
+                }
+            }
+        }
+        self.stats.add(&route, Event::Delivered, 1);
+        self.stats.add(&route, Event::Emitted, deliveries.len() as u64);
+        self.pend(record.offset, deliveries);
+    }
+
+    async fn dead_letter(&mut self, record: &Record, failed: Failed) {
+        let deliveries = self.dead_letter_record(record, failed).await;
+        self.pend(record.offset, deliveries);
+    }
+
+    async fn dead_letter_record(&mut self, record: &Record, failed: Failed) -> Vec<(OutRecord, DeliveryFuture)> {
+        let kind = failed.kind;
+        let letter = DeadLetter {
+            kind,
+            message: failed.message,
+            plugin: failed.plugin,
+            route: self.route.name.clone(),
+            group: self.route.group.clone(),
+            attempts: record.attempt,
+        };
+        tracing::warn!(route = %letter.route, topic = %record.topic, partition = record.partition, offset = record.offset,
+            kind = %letter.kind, plugin = %letter.plugin, attempts = letter.attempts, message = %letter.message, "dead-lettered");
+        self.stats.dead_letter(&self.route.name, kind.as_str());
+        let out = dlq::record(record, &letter, &self.route.dlq);
+        // A refused DLQ record holds the partition rather than losing the event.
+        let delivery = loop {
+            match self.sink.send(&out).await {
+                Ok(delivery) => break delivery,
+                Err(e) => {
+                    tracing::error!(dlq = %self.route.dlq, error = %e, "the producer refuses the DLQ record; holding the partition");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        };
+        vec![(out, delivery)]
+    }
+
+    fn pend(&self, offset: i64, deliveries: Vec<(OutRecord, DeliveryFuture)>) {
+        // The acknowledger outlives the worker; a closed channel means the
+        // partition was revoked, and its records will be consumed again.
+        let _ = self.acks.send(Pending { offset, deliveries });
+    }
+}
