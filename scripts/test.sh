@@ -27,10 +27,16 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "plugin unit tests (native, through the SDK harness)"
 (cd plugins && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins-native" cargo test)
 
-if [ "${SLUICE_SKIP_KAFKA:-}" != 1 ]; then
-  step "Kafka broker"
+step "Kafka broker (Apache Kafka 4.x from Maven Central, cached)"
+if [ -z "${SLUICE_KAFKA_BOOTSTRAP:-}" ]; then
   scripts/kafka.sh start >/dev/null
-  export SLUICE_KAFKA_BOOTSTRAP="${SLUICE_KAFKA_BOOTSTRAP:-$(scripts/kafka.sh bootstrap)}"
+  export SLUICE_KAFKA_BOOTSTRAP="$(scripts/kafka.sh bootstrap)"
+fi
+echo "broker: $SLUICE_KAFKA_BOOTSTRAP"
+
+# The shared datasets sit beside the repository.
+if [ -z "${SLUICE_DATA:-}" ] && [ -d ../shared/data ]; then
+  export SLUICE_DATA="$(cd ../shared/data && pwd)"
 fi
 
 step "host, SDK and integration tests"

@@ -5,8 +5,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
+pub use self::sluice::plugin::types;
 pub use exports::sluice::plugin::handler;
-pub use sluice::plugin::types;
 
 /// The WIT package version this host implements.
 pub const WIT_PACKAGE: &str = "sluice:plugin@0.1.0";

@@ -26,3 +26,13 @@ pub const EXAMPLES: &[(&str, &[u8])] = &[
 pub fn example(name: &str) -> Option<&'static [u8]> {
     EXAMPLES.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
 }
+
+/// Writes the embedded examples into `dir` as `NAME.wasm`, the layout a
+/// plugin directory has.
+pub fn write_examples(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, bytes) in EXAMPLES {
+        std::fs::write(dir.join(format!("{name}.wasm")), bytes)?;
+    }
+    Ok(())
+}

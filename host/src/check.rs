@@ -51,7 +51,12 @@ pub struct TableReport {
 
 /// Loads and checks the config at `path`, then [`verify`]s it.
 pub fn run(path: &Path) -> anyhow::Result<CheckReport> {
-    let config = Config::load(path)?;
+    run_with(path, &crate::config::LoadOptions::default())
+}
+
+/// [`run`] with load options, such as another plugin directory.
+pub fn run_with(path: &Path, options: &crate::config::LoadOptions) -> anyhow::Result<CheckReport> {
+    let config = Config::load_with(path, options)?;
     verify(&config)
 }
 
@@ -80,6 +85,21 @@ pub fn verify(config: &Config) -> anyhow::Result<CheckReport> {
         }
     }
     let tables = Arc::new(tables);
+
+    // librdkafka judges its properties when a client is created, not when
+    // it connects: creating both clients here (no connection is made) catches
+    // an unknown property or a feature this build lacks before `run` does.
+    let group = &config.broker.group;
+    if let Err(e) = crate::kafka::producer_config("127.0.0.1:9", &config.producer_properties())
+        .create::<rdkafka::producer::BaseProducer>()
+    {
+        failures.push(format!("{file}: broker.producer / broker.properties: librdkafka refuses them: {e}"));
+    }
+    if let Err(e) = crate::kafka::consumer_config("127.0.0.1:9", group, &config.consumer_properties())
+        .create::<rdkafka::consumer::BaseConsumer>()
+    {
+        failures.push(format!("{file}: broker.consumer / broker.properties: librdkafka refuses them: {e}"));
+    }
 
     let runtime = Runtime::new().context("cannot start the WebAssembly runtime")?;
     // Compiling is the slow part; a plugin used by several steps compiles once

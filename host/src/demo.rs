@@ -195,10 +195,7 @@ fn prepare(dir: &Path) -> anyhow::Result<Config> {
         std::fs::write(data.join(name), text)?;
     }
     let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    for (name, bytes) in crate::bundled::EXAMPLES {
-        std::fs::write(plugins.join(format!("{name}.wasm")), bytes)?;
-    }
+    crate::bundled::write_examples(&plugins)?;
     let path = dir.join("demo.toml");
     std::fs::write(&path, CONFIG)?;
     Config::load_with(&path, &LoadOptions { plugin_dir: Some(plugins) }).map_err(|e| anyhow::anyhow!("{e}"))

@@ -58,7 +58,8 @@ enum Command {
         /// The routing config (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// Load plugins from this directory instead of the config's plugins.dir.
+        /// Load plugins from this directory instead of the config's plugins.dir
+        /// (`bundled`: the example plugins built into this binary).
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
     },
@@ -67,6 +68,10 @@ enum Command {
     Check {
         /// The routing config (TOML).
         config: PathBuf,
+        /// Load plugins from this directory instead of the config's plugins.dir
+        /// (`bundled`: the example plugins built into this binary).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
     },
     /// Load a JSONL (.jsonl/.ndjson) or CSV file into a topic.
     Produce {
@@ -135,12 +140,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(if report.matches() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Run { config, plugins } => {
+            let (plugins, _scratch) = plugin_dir(plugins)?;
             let config = load_config(&config, plugins)?;
             tokio_runtime()?.block_on(run_pipeline(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => {
-            println!("{}", sluice::check::run(&config)?);
+        Command::Check { config, plugins } => {
+            let (plugin_dir, _scratch) = plugin_dir(plugins)?;
+            println!("{}", sluice::check::run_with(&config, &LoadOptions { plugin_dir })?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Produce { topic, key, bootstrap, config, quiet, file } => {
@@ -195,6 +202,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// `--plugins`: a directory, or `bundled` for the embedded examples written
+/// to a scratch directory that lives as long as the returned guard.
+fn plugin_dir(arg: Option<PathBuf>) -> anyhow::Result<(Option<PathBuf>, Option<tempfile::TempDir>)> {
+    match arg {
+        Some(dir) if dir.as_os_str() == "bundled" && !dir.exists() => {
+            let scratch = tempfile::tempdir()?;
+            sluice::bundled::write_examples(scratch.path())?;
+            Ok((Some(scratch.path().to_path_buf()), Some(scratch)))
+        }
+        other => Ok((other, None)),
+    }
 }
 
 fn load_config(path: &std::path::Path, plugins: Option<PathBuf>) -> anyhow::Result<Config> {

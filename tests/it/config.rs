@@ -173,6 +173,13 @@ fn the_documented_examples_load_and_pass_the_check() {
         let text = report.to_string();
         assert!(text.ends_with("config OK"), "{text}");
         assert!(text.contains("table \"customers\": 3 rows keyed by customer_id"), "{text}");
+        // librdkafka refuses properties this build does not support (e.g. TLS
+        // without OpenSSL) when a client is created, long after `check`.
+        let producer = sluice::kafka::producer_config("127.0.0.1:1", &config.producer_properties());
+        producer.create::<rdkafka::producer::BaseProducer>().unwrap_or_else(|e| panic!("{name}: producer: {e}"));
+        let consumer =
+            sluice::kafka::consumer_config("127.0.0.1:1", &config.broker.group, &config.consumer_properties());
+        consumer.create::<rdkafka::consumer::BaseConsumer>().unwrap_or_else(|e| panic!("{name}: consumer: {e}"));
     }
     let demo = load_in(&repo().join("config/demo.toml"), deployment.path()).unwrap();
     assert_eq!(demo.broker.bootstrap, Bootstrap::Embedded);
@@ -311,4 +318,15 @@ fn the_demo_config_checks_against_the_demo_data() {
     assert_eq!(report.tables.len(), 3);
     assert!(report.tables.iter().all(|t| t.rows > 0), "{report}");
     assert!(report.to_string().ends_with("config OK"));
+}
+
+/// Regression: `check` passed a config whose TLS setting this build cannot
+/// honour, and `run` failed later when it created its clients.
+#[test]
+fn check_refuses_librdkafka_properties_this_build_cannot_honour() {
+    let deployment = deployment();
+    let config = "[broker]\nbootstrap = \"127.0.0.1:19092\"\n[broker.properties]\n\"security.protocol\" = \"SSL\"\n\
+                  [[routes]]\nname = \"r\"\ninputs = [\"a\"]\noutputs = [\"b\"]\ndlq = \"c\"\n[[routes.chain]]\nplugin = \"passthrough\"\n";
+    let err = check_file(&deployment, config).unwrap_err().to_string();
+    assert!(err.contains("librdkafka refuses them") && err.contains("security.protocol"), "{err}");
 }

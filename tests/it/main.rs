@@ -3,10 +3,12 @@
 // A test that cannot set up should stop right there, with the panic as its report.
 #![allow(clippy::unwrap_used)]
 
+mod backoff;
 mod broker;
 mod chain;
 mod config;
 mod golden;
+mod interop;
 mod pipeline;
 mod plugins;
 mod produce;

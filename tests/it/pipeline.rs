@@ -14,14 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{self, Read, bootstrap, create_topics, produce, read_all, unique};
 use crate::support::repo;
 
-struct Running {
+pub struct Running {
     handle: Handle,
     task: JoinHandle<anyhow::Result<RunReport>>,
 }
 
 /// Starts a pipeline on the test broker. `routes` is the TOML of the
 /// `[[routes]]` tables; plugins come from this checkout's build.
-fn start(group: &str, routes: &str, extra: &str) -> Running {
+pub fn start_pipeline(group: &str, routes: &str, extra: &str) -> Running {
     let text = format!(
         "[broker]\nbootstrap = \"{}\"\ngroup = \"{group}\"\n[broker.consumer]\n\"session.timeout.ms\" = 6000\n\n\
          [delivery]\nbatch_size = 64\nshutdown_grace = \"10s\"\n{extra}\n{routes}",
@@ -35,7 +35,7 @@ fn start(group: &str, routes: &str, extra: &str) -> Running {
 }
 
 impl Running {
-    async fn until_completed(&self, n: u64) {
+    pub async fn until_completed(&self, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(90);
         while self.handle.stats.completed() < n {
             assert!(!self.task.is_finished(), "the pipeline stopped early");
@@ -44,7 +44,7 @@ impl Running {
         }
     }
 
-    async fn stop(self) -> RunReport {
+    pub async fn stop(self) -> RunReport {
         self.handle.shutdown.cancel();
         self.task.await.expect("pipeline task").expect("pipeline run")
     }
@@ -92,8 +92,11 @@ async fn the_demo_chain_on_real_olist_events_accounts_for_every_event() {
     );
     let tables =
         "[[tables]]\nname = \"customers\"\nfile = \"config/demo/data/olist_customers.csv\"\nkey = \"customer_id\"\n";
-    let running =
-        start(&unique("demo"), &route("orders", &input, &[], &allow, &dlq, "max_attempts = 2", &chain), tables);
+    let running = start_pipeline(
+        &unique("demo"),
+        &route("orders", &input, &[], &allow, &dlq, "max_attempts = 2", &chain),
+        tables,
+    );
     running.until_completed(events.len() as u64).await;
     let report = running.stop().await;
 
@@ -130,7 +133,7 @@ async fn transient_failures_are_retried_in_order_and_never_reach_the_dlq() {
     produce(&input, &records).await;
     let chain = "[[routes.chain]]\nplugin = \"fx_flaky\"\nconfig = { failures = 2 }\n";
     let retry = "max_attempts = 3, initial_backoff = \"1ms\", max_backoff = \"5ms\"";
-    let running = start(&unique("flaky"), &route("flaky", &input, &[&output], &[], &dlq, retry, chain), "");
+    let running = start_pipeline(&unique("flaky"), &route("flaky", &input, &[&output], &[], &dlq, retry, chain), "");
     running.until_completed(100).await;
     let retried = running.handle.stats.get("flaky", sluice::stats::Event::Retried);
     running.stop().await;
@@ -157,7 +160,8 @@ async fn a_rejected_event_reaches_the_dlq_with_every_header() {
     produce(&input, &[(Some("order-7".into()), "{\"eventId\":\"e-7\"}".into())]).await;
     let group = unique("rej");
     let chain = "[[routes.chain]]\nplugin = \"fx_reject\"\nconfig = { reason = \"order total is negative\" }\n";
-    let running = start(&group, &route("rejects", &input, &[&output], &[], &dlq, "max_attempts = 3", chain), "");
+    let running =
+        start_pipeline(&group, &route("rejects", &input, &[&output], &[], &dlq, "max_attempts = 3", chain), "");
     running.until_completed(1).await;
     running.stop().await;
 
@@ -190,7 +194,7 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_and_the_rest_flow() {
     produce(&input, &records).await;
     let chain = "[[routes.chain]]\nplugin = \"fx_panic\"\nconfig = { trigger = \"boom\" }\n";
     let retry = "max_attempts = 3, initial_backoff = \"1ms\", max_backoff = \"2ms\"";
-    let running = start(&unique("trap"), &route("traps", &input, &[&output], &[], &dlq, retry, chain), "");
+    let running = start_pipeline(&unique("trap"), &route("traps", &input, &[&output], &[], &dlq, retry, chain), "");
     running.until_completed(3).await;
     running.stop().await;
 
@@ -209,7 +213,7 @@ async fn emitting_to_a_forbidden_topic_dead_letters_the_event() {
     create_topics(&[(&input, 1), (&output, 1), (&dlq, 1)]).await;
     produce(&input, &[(None, "x".into())]).await;
     let chain = "[[routes.chain]]\nplugin = \"fx_forbidden\"\nconfig = { topic = \"payroll\" }\n";
-    let running = start(&unique("forb"), &route("forbid", &input, &[&output], &[], &dlq, "", chain), "");
+    let running = start_pipeline(&unique("forb"), &route("forbid", &input, &[&output], &[], &dlq, "", chain), "");
     running.until_completed(1).await;
     running.stop().await;
     let dead = read_all(&dlq);
@@ -231,12 +235,12 @@ async fn a_restart_resumes_from_committed_offsets_and_loses_nothing() {
     let config = route("restart", &input, &[&output], &[], &dlq, "", chain);
 
     produce(&input, &batch(0)).await;
-    let first = start(&group, &config, "");
+    let first = start_pipeline(&group, &config, "");
     first.until_completed(200).await;
     first.stop().await;
 
     produce(&input, &batch(200)).await;
-    let second = start(&group, &config, "");
+    let second = start_pipeline(&group, &config, "");
     second.until_completed(200).await;
     let completed_again = second.handle.stats.completed();
     second.stop().await;

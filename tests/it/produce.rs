@@ -255,7 +255,6 @@ async fn the_olist_demo_events_load() {
 
 /// The command line, once `sluice produce` is wired into main.rs.
 #[test]
-#[ignore = "needs the `produce` subcommand in host/src/main.rs"]
 fn the_cli_loads_a_file_and_refuses_a_bad_one() {
     use crate::support::{run, sluice};
     let broker = EmbeddedBroker::start().unwrap();
@@ -279,16 +278,8 @@ fn the_cli_loads_a_file_and_refuses_a_bad_one() {
     assert_eq!(stored(&broker, "cli", 1), 2);
 }
 
-/// The shared data sets live outside the repository; without them the test
-/// has nothing to check and says so.
+/// A shared dataset's text (see `sluice_sdk::testing::shared_data`).
 fn shared_data(relative: &str) -> Option<String> {
-    let dir = std::env::var_os("SLUICE_DATA").map_or_else(|| PathBuf::from("/work/shared/data"), PathBuf::from);
-    let path = dir.join(relative);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("skipped: cannot read {} ({e}); set SLUICE_DATA to the data directory", path.display());
-            None
-        }
-    }
+    let path = sluice_sdk::testing::shared_data(relative)?;
+    Some(std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())))
 }

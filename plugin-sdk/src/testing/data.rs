@@ -56,7 +56,7 @@ pub(super) fn read_keyed_csv(path: &Path, key_column: &str) -> Result<HashMap<St
 }
 
 /// A file of the shared data sets, which live outside the repository:
-/// `relative` under `$SLUICE_DATA`, by default `/work/shared/data`.
+/// `relative` under `$SLUICE_DATA`, by default `../shared/data` beside the repository.
 ///
 /// `None`, with a note on stderr, when the file does not exist, so that a
 /// test over a whole data set can skip itself where the data is absent:
@@ -66,10 +66,15 @@ pub(super) fn read_keyed_csv(path: &Path, key_column: &str) -> Result<HashMap<St
 /// let Some(path) = shared_data("gharchive-events/gharchive-2015-01-01-15.first1024.ndjson") else { return };
 /// ```
 pub fn shared_data(relative: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SLUICE_DATA").map_or_else(|| PathBuf::from("/work/shared/data"), PathBuf::from);
+    // The shared datasets sit beside the repository: <repo>/../shared/data.
+    let beside_repo = || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let dir = std::env::var_os("SLUICE_DATA").map_or_else(beside_repo, PathBuf::from);
     let path = dir.join(relative);
     if path.is_file() {
         Some(path)
+    } else if std::env::var_os("CI").is_some() {
+        // In CI a missing dataset is a broken setup, never a quiet pass.
+        panic!("{} does not exist; set SLUICE_DATA to the data directory", path.display());
     } else {
         eprintln!("skipped: {} does not exist; set SLUICE_DATA to the data directory", path.display());
         None
