@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod backoff;
+mod binary;
 mod broker;
 mod chain;
 mod config;
