@@ -185,3 +185,14 @@ fn batch_and_typed_entry_points_agree() {
         }
     }
 }
+
+/// Regression: a batch of slow but healthy events used to share one event's
+/// time budget, time out, and be replayed record by record.
+#[test]
+fn a_batch_of_slow_events_within_budget_does_not_time_out() {
+    let mut inv = invoker("fx_slow", &[("ms", "30")]);
+    let records: Vec<Record> = (0..10).map(|i| record(i, "x")).collect();
+    let answers = inv.run(&records);
+    assert!(answers.iter().all(|a| *a == Ok(Ok(Verdict::Pass))), "{answers:?}");
+    assert_eq!(inv.recreated, 0, "no fault, so no instance was replaced");
+}

@@ -51,12 +51,27 @@ pub struct PluginInstance {
     budgets: Budgets,
     stderr: GuestOutput,
     failed: bool,
+    /// The deadline of the call in progress, for the timeout report.
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for PluginInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginInstance").field("plugin", &self.plugin.version()).field("failed", &self.failed).finish()
     }
+}
+
+/// The longest any batch call may run, however large the batch: an endless
+/// loop is noticed within this, then the batch is replayed record by record,
+/// each with the full per-event budget.
+const BATCH_DEADLINE_CAP: Duration = Duration::from_secs(1);
+
+/// A batch of `count` events gets `count` per-event budgets, capped at
+/// [`BATCH_DEADLINE_CAP`] (but never below one event's budget), so healthy
+/// batches of slow events are not mistaken for a runaway plugin.
+pub fn batch_deadline(per_event: Duration, count: usize) -> Duration {
+    let total = per_event.saturating_mul(u32::try_from(count.max(1)).unwrap_or(u32::MAX));
+    total.min(per_event.max(BATCH_DEADLINE_CAP))
 }
 
 fn ticks(budget: Duration) -> u64 {
@@ -110,7 +125,15 @@ impl PluginInstance {
             Ok(Err(message)) => return Err(LoadError::InitRefused { path: plugin.path.clone(), message }),
             Err(e) => return Err(fault(&mut store, e)),
         }
-        Ok(PluginInstance { plugin, store, bindings, budgets: *budgets, stderr, failed: false })
+        Ok(PluginInstance {
+            plugin,
+            store,
+            bindings,
+            budgets: *budgets,
+            stderr,
+            failed: false,
+            deadline: budgets.call_timeout,
+        })
     }
 
     pub fn plugin(&self) -> &Arc<LoadedPlugin> {
@@ -132,9 +155,9 @@ impl PluginInstance {
     }
 
     /// Runs a packed batch (see `sluice_sdk::abi`) of `count` events, within
-    /// the call budget.
+    /// [`batch_deadline`] of the per-event budget.
     pub fn handle_batch(&mut self, request: &[u8], count: usize) -> Result<Vec<Outcome>, Fault> {
-        self.before_call();
+        self.before_call(batch_deadline(self.budgets.call_timeout, count));
         let result = self.bindings.sluice_plugin_handler().call_handle_batch(&mut self.store, request);
         let response = self.after_call(result)?;
         abi::decode_response(&response, count).map_err(|e| {
@@ -145,20 +168,21 @@ impl PluginInstance {
 
     /// Runs one event through the typed `handle` export.
     pub fn handle_typed(&mut self, event: &types::Event) -> Result<Outcome, Fault> {
-        self.before_call();
+        self.before_call(self.budgets.call_timeout);
         let result = self.bindings.sluice_plugin_handler().call_handle(&mut self.store, event);
         Ok(self.after_call(result)?.map(convert::verdict).map_err(convert::failure))
     }
 
-    fn before_call(&mut self) {
-        self.store.set_epoch_deadline(ticks(self.budgets.call_timeout));
+    fn before_call(&mut self, deadline: Duration) {
+        self.store.set_epoch_deadline(ticks(deadline));
+        self.deadline = deadline;
         self.stderr.clear_tail();
     }
 
     fn after_call<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, Fault> {
         result.map_err(|e| {
             self.failed = true;
-            classify(&mut self.store, &self.stderr, self.budgets.call_timeout, e)
+            classify(&mut self.store, &self.stderr, self.deadline, e)
         })
     }
 }
@@ -180,6 +204,21 @@ fn classify(store: &mut Store<StoreState>, stderr: &GuestOutput, budget: Duratio
 impl StoreState {
     fn limiter_limit(&self) -> u64 {
         self.limiter.limit() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_deadline_scales_with_the_batch_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        assert_eq!(batch_deadline(ms(100), 1), ms(100));
+        assert_eq!(batch_deadline(ms(100), 5), ms(500));
+        assert_eq!(batch_deadline(ms(100), 256), ms(1000));
+        assert_eq!(batch_deadline(ms(2000), 8), ms(2000), "never below one event's budget");
+        assert_eq!(batch_deadline(ms(100), 0), ms(100));
     }
 }
 
