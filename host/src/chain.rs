@@ -197,6 +197,7 @@ impl Chain {
             for topic in topics {
                 let mut out = OutRecord {
                     topic,
+                    timestamp: inputs[input].timestamp,
                     key: flight.record.key.clone(),
                     value: flight.record.value.clone(),
                     headers: flight.record.headers.clone(),

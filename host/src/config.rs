@@ -160,6 +160,11 @@ pub const PINNED_PROPERTIES: &[(&str, &str)] = &[
     ),
     ("auto.commit.interval.ms", "set delivery.commit_interval instead"),
     (
+        "transactional.id",
+        "sluice's producer is idempotent, not transactional; a transactional.id makes every send fail \
+         outside a transaction",
+    ),
+    (
         "enable.idempotence",
         "the producer is always idempotent, so that a retried send cannot duplicate or reorder outputs",
     ),
@@ -197,14 +202,20 @@ impl Config {
     /// [`Config::load`] with options.
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Config, ConfigErrors> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.into(),
-                at: None,
-                key: String::new(),
-                problem: Problem::Read(e),
-            }])
-        })?;
+        // 16 MiB is far beyond any routing config; the cap keeps `/dev/zero`
+        // or a FIFO from hanging or exhausting memory.
+        let text = crate::files::read_regular(path, 16 << 20)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|e| std::io::Error::other(format!("it is not UTF-8: {e}")))
+            })
+            .map_err(|e| {
+                ConfigErrors(vec![ConfigError {
+                    file: path.into(),
+                    at: None,
+                    key: String::new(),
+                    problem: Problem::Read(e),
+                }])
+            })?;
         let base_dir = path.parent().unwrap_or(Path::new(""));
         Self::from_str_with(&text, path, base_dir, options)
     }

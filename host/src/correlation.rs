@@ -75,13 +75,14 @@ mod tests {
     fn stamps_missing_headers_only() {
         let mut input = rec("{}");
         input.headers.push((TRACEPARENT.into(), b"00-trace".to_vec()));
-        let mut out = OutRecord { topic: "o".into(), key: None, value: None, headers: vec![] };
+        let mut out = OutRecord { topic: "o".into(), timestamp: None, key: None, value: None, headers: vec![] };
         stamp(&mut out, "e-1", &input);
         assert_eq!(
             out.headers,
             vec![(CORRELATION_ID.into(), b"e-1".to_vec()), (TRACEPARENT.into(), b"00-trace".to_vec())]
         );
         let mut own = OutRecord {
+            timestamp: None,
             topic: "o".into(),
             key: None,
             value: None,

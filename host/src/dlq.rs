@@ -98,7 +98,13 @@ pub fn record(original: &Record, letter: &DeadLetter, dlq_topic: &str) -> OutRec
     add("error.message", letter.message.clone());
     add("attempts", letter.attempts.to_string());
     add("failed-at", failed_at.to_string());
-    OutRecord { topic: dlq_topic.to_owned(), key: original.key.clone(), value: original.value.clone(), headers }
+    OutRecord {
+        topic: dlq_topic.to_owned(),
+        timestamp: original.timestamp,
+        key: original.key.clone(),
+        value: original.value.clone(),
+        headers,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod correlation;
 pub mod demo;
 pub mod dlq;
+pub mod files;
 pub mod invoke;
 pub mod kafka;
 pub mod local;

@@ -20,6 +20,10 @@ use crate::tables::{Table, Tables};
 
 /// Records per plugin call; the same order of size as the pipeline uses.
 const BATCH: usize = 64;
+/// The largest input file `sluice test` reads.
+const MAX_INPUT: u64 = 1 << 30;
+/// The largest plugin config file.
+const MAX_CONFIG: u64 = 16 << 20;
 
 /// How `sluice test` ended, as its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,16 +91,27 @@ pub fn run(opts: &TestOptions, out: &mut dyn Write, err: &mut dyn Write) -> anyh
         _ => runtime.load(&opts.plugin, &budgets)?,
     };
     let mut invoker = Invoker::new(plugin, config, tables, budgets)?;
-    let text = std::fs::read_to_string(&opts.input).with_context(|| format!("cannot read {}", opts.input.display()))?;
+    let bytes = crate::files::read_regular(&opts.input, MAX_INPUT)
+        .with_context(|| format!("cannot read {}", opts.input.display()))?;
 
     let mut lines = Vec::new();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut bad_input = 0u64;
     let mut stopped = false;
     let mut pending: Vec<(usize, Record)> = Vec::new();
-    let numbered = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
-    for (number, line) in numbered {
-        match parse_line(line, number) {
+    // Lines are split as bytes, so one line that is not UTF-8 is that line's
+    // error, not the whole file's.
+    let numbered = bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+        .filter(|(_, l)| !l.trim_ascii().is_empty());
+    for (number, raw) in numbered {
+        let parsed = match std::str::from_utf8(raw) {
+            Ok(line) => parse_line(line, number),
+            Err(e) => Err(InputError { line: number, reason: format!("not UTF-8: {e}") }),
+        };
+        match parsed {
             Ok(record) => pending.push((number, record)),
             Err(e) => {
                 // Earlier records come first in the output, as in the input.
@@ -190,8 +205,9 @@ fn write_summary(
 /// Reads a plugin's config from a TOML file whose top-level keys are the
 /// plugin's config table, as `(key, JSON text)` pairs.
 pub fn plugin_config_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read plugin config {}", path.display()))?;
+    let bytes = crate::files::read_regular(path, MAX_CONFIG)
+        .with_context(|| format!("cannot read plugin config {}", path.display()))?;
+    let text = String::from_utf8(bytes).with_context(|| format!("plugin config {} is not UTF-8", path.display()))?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(crate::plugin_config::entries(&table))
 }
@@ -209,8 +225,13 @@ fn load_tables(args: &[TableArg]) -> anyhow::Result<Tables> {
 }
 
 fn first_column(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read table {}", path.display()))?;
-    let first = text.lines().next().unwrap_or_default();
+    crate::files::check_regular(path).with_context(|| format!("cannot read table {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read table {}", path.display()))?;
+    let mut first = String::new();
+    // Only the header line is needed; a 1 MiB cap keeps a line-less file from being read whole.
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(std::io::Read::take(file, 1 << 20)), &mut first)
+        .with_context(|| format!("cannot read table {}", path.display()))?;
+    let first = first.trim_end();
     if path.extension().is_some_and(|e| e == "csv") {
         let column = first.split(',').next().unwrap_or_default().trim_matches('"');
         if column.is_empty() {

@@ -142,7 +142,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config, plugins } => {
             let (plugins, _scratch) = plugin_dir(plugins)?;
             let config = load_config(&config, plugins)?;
-            tokio_runtime()?.block_on(run_pipeline(config))?;
+            let runtime = tokio_runtime()?;
+            let result = runtime.block_on(run_pipeline(config));
+            // A plugin call still running after the grace period cannot be
+            // interrupted from outside; do not wait for it to exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, plugins } => {

@@ -70,8 +70,13 @@ impl Worker {
     /// it (they share its partition), is retried after a backoff, and the
     /// rest run again behind it. Returns false if cancelled meanwhile.
     async fn process(&mut self, mut queue: Vec<Record>) -> bool {
+        // While a record is being retried it runs alone: re-running the
+        // records behind it on every attempt would cost a batch (and, with a
+        // runaway plugin, a full timeout) per attempt.
+        let mut solo = false;
         while !queue.is_empty() {
-            let Some((records, dispositions)) = self.run_chain(queue).await else { return false };
+            let rest = queue.split_off(if solo { 1 } else { queue.len() });
+            let Some((mut records, dispositions)) = self.run_chain(queue).await else { return false };
             let mut retry_at = None;
             for (index, (record, disposition)) in records.iter().zip(dispositions).enumerate() {
                 match disposition {
@@ -87,9 +92,15 @@ impl Worker {
                     }
                 }
             }
-            let Some((index, hint)) = retry_at else { return true };
+            let Some((index, hint)) = retry_at else {
+                queue = rest;
+                solo = false;
+                continue;
+            };
+            records.extend(rest);
             queue = records;
             queue.drain(..index);
+            solo = true;
             let next_attempt = queue[0].attempt + 1;
             let delay = retry::backoff_random(&self.route.retry, next_attempt, hint);
             self.stats.add(&self.route.name, Event::Retried, 1);

@@ -24,6 +24,9 @@ use crate::source::{self, Feed, SourceConsumer, SourceContext};
 use crate::stats::Stats;
 use crate::tables::Tables;
 
+/// How long shutdown waits for the final synchronous commit.
+const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
 /// A route ready to serve partitions: its plugins compiled once, instantiated
 /// per partition.
 struct ReadyRoute {
@@ -170,8 +173,17 @@ pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::R
         );
         tasks.abort_all();
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %e, "final commit (nothing stored is fine)");
+    // The final commit blocks while the broker is unreachable; it gets a
+    // bounded wait so that shutdown never hangs on it.
+    let committer = consumer.clone();
+    let commit = tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync));
+    match tokio::time::timeout(FINAL_COMMIT_WAIT, commit).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::debug!(error = %e, "final commit (nothing stored is fine)"),
+        Ok(Err(e)) => tracing::error!(error = %e, "final commit task failed"),
+        Err(_) => {
+            tracing::warn!(wait = ?FINAL_COMMIT_WAIT, "final commit did not finish; uncommitted records will be consumed again")
+        }
     }
     let report = RunReport { committed: source::committed(&consumer) };
     sink.flush(Duration::from_secs(5)).ok();

@@ -93,7 +93,15 @@ impl Runtime {
 
     /// Reads, compiles and validates a plugin file.
     pub fn load(&self, path: &Path, budgets: &Budgets) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let bytes =
+            crate::files::read_regular(path, budgets.max_plugin_file).map_err(|source| {
+                match std::fs::metadata(path) {
+                    Ok(meta) if meta.is_file() && meta.len() > budgets.max_plugin_file => {
+                        LoadError::TooLarge { path: path.into(), size: meta.len(), limit: budgets.max_plugin_file }
+                    }
+                    _ => LoadError::Read { path: path.into(), source },
+                }
+            })?;
         self.load_bytes(path, &bytes, budgets)
     }
 

@@ -16,7 +16,28 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty() || !valid_chars || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         bail!("plugin name `{name}` must start with a lowercase letter and use only a-z, 0-9, '-' and '_'");
     }
+    // Names whose crate or handler type would clash with Rust or the SDK
+    // prelude, so that the scaffold would not compile.
+    let ident = name.replace('-', "_");
+    if RESERVED.contains(&ident.as_str()) || PRELUDE_TYPES.contains(&type_name(name).as_str()) {
+        bail!("plugin name `{name}` clashes with a Rust or sluice-sdk name; choose another, such as `{name}-plugin`");
+    }
     Ok(())
+}
+
+const RESERVED: &[&str] =
+    &["self", "super", "crate", "std", "core", "alloc", "test", "proc_macro", "sluice_sdk", "sluice", "wit_bindgen"];
+const PRELUDE_TYPES: &[&str] =
+    &["Config", "Event", "Failure", "Handler", "Header", "Headers", "Output", "Verdict", "Self", "Option", "Result"];
+
+/// The handler type's name: `order-filter` → `OrderFilter`.
+fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Writes the crate into `dir` (which must not exist yet).
@@ -32,13 +53,7 @@ pub fn create(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<()> {
         bail!("{} has no Cargo.toml; pass --sdk-path to the plugin-sdk directory", sdk.display());
     }
     let ident = name.replace('-', "_");
-    let type_name: String = name
-        .split(['-', '_'])
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-        })
-        .collect();
+    let type_name = type_name(name);
     let files = [
         ("Cargo.toml", CARGO_TOML.replace("{name}", name).replace("{sdk}", &sdk.display().to_string())),
         ("rust-toolchain.toml", TOOLCHAIN.to_owned()),
@@ -150,7 +165,8 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert!(validate_name("my-filter_2").is_ok());
-        for bad in ["", "My", "9lives", "a b", "x/y", "é"] {
+        // The last ones would generate a crate that does not compile.
+        for bad in ["", "My", "9lives", "a b", "x/y", "é", "handler", "config", "event", "self", "std", "sluice-sdk"] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
     }

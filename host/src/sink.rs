@@ -11,6 +11,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
     pub topic: String,
+    /// The input's timestamp (ms since the epoch): an output keeps its
+    /// event's time rather than the time sluice produced it.
+    pub timestamp: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -59,6 +62,9 @@ impl Sink {
         }
         if let Some(value) = &record.value {
             future = future.payload(value.as_slice());
+        }
+        if let Some(timestamp) = record.timestamp {
+            future = future.timestamp(timestamp);
         }
         loop {
             match self.producer.send_result(future) {

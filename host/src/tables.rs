@@ -50,6 +50,11 @@ impl Table {
 
     /// Loads `path` (`.csv` with a header row, or `.jsonl`), keyed by `key`.
     pub fn load(name: &str, path: &Path, key: &str) -> Result<Table, TableError> {
+        crate::files::check_regular(path).map_err(|source| TableError::Read {
+            table: name.into(),
+            path: path.into(),
+            source,
+        })?;
         match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => Self::load_csv(name, path, key),
             Some("jsonl" | "ndjson") => Self::load_jsonl(name, path, key),

@@ -79,6 +79,7 @@ pub async fn produce(topic: &str, records: &[(Option<String>, String)]) {
 pub struct Read {
     pub partition: i32,
     pub offset: i64,
+    pub timestamp: Option<i64>,
     pub key: Option<String>,
     pub value: Option<String>,
     pub headers: BTreeMap<String, String>,
@@ -92,6 +93,7 @@ pub fn read_all(topic: &str) -> Vec<Read> {
         .map(|m| Read {
             partition: m.partition(),
             offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
             key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
             headers: m

@@ -172,3 +172,42 @@ fn a_bad_table_argument_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(stderr.contains("expected NAME=FILE or NAME:KEY=FILE"), "{stderr}");
 }
+
+/// Regression: `/dev/zero` as any input grew memory without bound, and a
+/// FIFO hung; every file argument now must be a regular file.
+#[test]
+fn device_files_are_refused_not_read_forever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(tmp.path(), "{\"value\": 1}\n");
+    let cases: [(&[&str], &str); 4] = [
+        (&["test", "/dev/zero", "--input"], "/dev/zero"),
+        (&["test", "passthrough", "--input", "/dev/zero"], "/dev/zero"),
+        (&["test", "passthrough", "--config", "/dev/zero", "--input"], "/dev/zero"),
+        (&["test", "passthrough", "--table", "t=/dev/zero", "--input"], "/dev/zero"),
+    ];
+    for (args, named) in cases {
+        let mut command = sluice();
+        command.args(args);
+        if args.last() == Some(&"--input") {
+            command.arg(&input);
+        }
+        let (code, _, stderr) = run(&mut command);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(named) && stderr.contains("not a regular file"), "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = run(sluice().args(["check", "/dev/zero"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}
+
+/// Regression: one line that is not UTF-8 failed the whole input file.
+#[test]
+fn a_line_that_is_not_utf8_is_that_lines_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, b"{\"value\": \"good\"}\n{\"value\": \"\xff\"}\n{\"value\": \"also good\"}\n").unwrap();
+    let (code, stdout, stderr) = run(sluice().arg("test").arg("passthrough").arg("--input").arg(&input));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("line 2: not UTF-8"), "{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("\"verdict\":\"pass\"")).count(), 2, "{stdout}");
+}

@@ -252,5 +252,11 @@ async fn a_restart_resumes_from_committed_offsets_and_loses_nothing() {
     seen.sort_unstable();
     assert_eq!(seen, (0..400).collect::<Vec<i64>>(), "every input exactly once after a clean restart");
     assert_eq!(completed_again, 200, "the second run started from the committed offsets");
+    // Regression: outputs were stamped with the time sluice produced them.
+    let n = |r: &Read| serde_json::from_str::<serde_json::Value>(r.value.as_deref().unwrap()).unwrap()["n"].as_i64();
+    let input_times: BTreeMap<_, _> = read_all(&input).iter().map(|r| (n(r), r.timestamp)).collect();
+    for out in read_all(&output) {
+        assert_eq!(out.timestamp, input_times[&n(&out)], "an output keeps its input's timestamp");
+    }
     let _ = broker::bootstrap();
 }

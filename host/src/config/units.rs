@@ -6,6 +6,9 @@ use std::time::Duration;
 use super::error::Problem;
 use super::raw::Quantity;
 
+/// The longest duration any key accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A humantime duration. A bare number is refused, because `100` could be
 /// milliseconds or seconds; the message suggests both.
 pub fn duration(quantity: &Quantity) -> Result<Duration, Problem> {
@@ -20,8 +23,17 @@ pub fn duration(quantity: &Quantity) -> Result<Duration, Problem> {
             if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
                 return Err(Problem::BareDuration { written: format!("{text:?}"), number: trimmed.to_owned() });
             }
-            humantime::parse_duration(trimmed)
-                .map_err(|e| Problem::Duration { text: text.clone(), reason: e.to_string() })
+            let parsed = humantime::parse_duration(trimmed)
+                .map_err(|e| Problem::Duration { text: text.clone(), reason: e.to_string() })?;
+            // Far beyond any sensible timeout or backoff, and small enough
+            // that arithmetic on it (a batch's deadline, `init`'s) cannot overflow.
+            if parsed > MAX_DURATION {
+                return Err(Problem::Duration {
+                    text: text.clone(),
+                    reason: "it is longer than 30 days, the most any sluice duration may be".to_owned(),
+                });
+            }
+            Ok(parsed)
         }
     }
 }

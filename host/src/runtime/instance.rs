@@ -108,11 +108,11 @@ impl PluginInstance {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         // `init` may build lookup structures, so it gets ten calls' worth.
-        store.set_epoch_deadline(ticks(budgets.call_timeout * 10));
+        store.set_epoch_deadline(ticks(budgets.call_timeout.saturating_mul(10)));
 
         let fault = |store: &mut Store<StoreState>, e: wasmtime::Error| LoadError::InitFault {
             path: plugin.path.clone(),
-            detail: classify(store, &stderr, budgets.call_timeout * 10, e).to_string(),
+            detail: classify(store, &stderr, budgets.call_timeout.saturating_mul(10), e).to_string(),
         };
         let bindings = match plugin.pre.instantiate(&mut store) {
             Ok(bindings) => bindings,
