@@ -176,7 +176,8 @@ impl Chain {
     ) -> Vec<Disposition> {
         let mut outputs: Vec<Vec<OutRecord>> = vec![Vec::new(); inputs.len()];
         let mut reached_end = vec![false; inputs.len()];
-        let correlation_ids: Vec<String> = inputs.iter().map(correlation::id_for).collect();
+        // Worked out only for inputs that produce something: it may parse the value.
+        let mut correlation_ids: Vec<Option<String>> = vec![None; inputs.len()];
         for flight in finished {
             let input = flight.input;
             reached_end[input] = true;
@@ -202,7 +203,8 @@ impl Chain {
                     value: flight.record.value.clone(),
                     headers: flight.record.headers.clone(),
                 };
-                correlation::stamp(&mut out, &correlation_ids[input], &inputs[input]);
+                let id = correlation_ids[input].get_or_insert_with(|| correlation::id_for(&inputs[input]));
+                correlation::stamp(&mut out, id, &inputs[input]);
                 outputs[input].push(out);
             }
         }
