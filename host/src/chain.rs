@@ -86,7 +86,8 @@ impl Chain {
             if current.is_empty() {
                 break;
             }
-            let records: Vec<Record> = current.iter().map(|f| f.record.clone()).collect();
+            // Borrowed: the records are encoded straight into the batch buffer.
+            let records: Vec<&Record> = current.iter().map(|f| &f.record).collect();
             let answers = step.invoker.run(&records);
             let plugin = step.invoker.plugin().version();
             let mut next = Vec::with_capacity(current.len());

@@ -1,6 +1,7 @@
 //! Runs records through one plugin, batching on the happy path and isolating
 //! the record at fault when a call traps or times out.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use sluice_sdk::abi::{Outcome, RequestWriter};
@@ -57,7 +58,7 @@ impl Invoker {
     /// Answers for every record, in order. One batch call on the happy path;
     /// after a fault the batch is replayed one record at a time on fresh
     /// instances, so only the record that caused it carries the fault.
-    pub fn run(&mut self, records: &[Record]) -> Vec<Answer> {
+    pub fn run<R: Borrow<Record>>(&mut self, records: &[R]) -> Vec<Answer> {
         if records.is_empty() {
             return Vec::new();
         }
@@ -68,9 +69,9 @@ impl Invoker {
         }
     }
 
-    fn call(&mut self, records: &[Record]) -> Result<Vec<Outcome>, Fault> {
+    fn call<R: Borrow<Record>>(&mut self, records: &[R]) -> Result<Vec<Outcome>, Fault> {
         self.writer.clear();
-        records.iter().for_each(|r| r.write_to(&mut self.writer));
+        records.iter().for_each(|r| r.borrow().write_to(&mut self.writer));
         let writer = std::mem::take(&mut self.writer);
         let instance = match self.ready_instance() {
             Ok(instance) => instance,
