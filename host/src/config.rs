@@ -39,6 +39,9 @@ pub struct Config {
     /// Reference tables, in the order declared.
     pub tables: Vec<TableSpec>,
     pub delivery: Delivery,
+    /// Where the admin HTTP server listens; `None`: it is off.
+    pub admin: Option<std::net::SocketAddr>,
+    pub reload: Reload,
     /// Routes, in the order declared. No two share an input topic.
     pub routes: Vec<Route>,
 }
@@ -90,6 +93,15 @@ pub struct Delivery {
     pub queue_per_partition: usize,
 }
 
+/// Hot reload settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reload {
+    /// Watch the plugin directory and the config file.
+    pub watch: bool,
+    /// Quiet time after a file's last change before it is read.
+    pub debounce: Duration,
+}
+
 /// Topics in, a chain of plugins, topics out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -113,6 +125,8 @@ pub struct Route {
 pub struct RetryPolicy {
     /// Total attempts, the first included; at least 1.
     pub max_attempts: u32,
+    /// Attempts that may end in a sandbox fault before the DLQ; at least 1.
+    pub max_faults: u32,
     /// The wait before the second attempt; at most `max_backoff`.
     pub initial_backoff: Duration,
     /// The longest wait between attempts.

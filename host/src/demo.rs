@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rdkafka::message::{Headers, Message};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LoadOptions};
 use crate::pipeline::{self, Handle};
@@ -135,7 +134,7 @@ pub async fn run(limit: Option<usize>) -> anyhow::Result<DemoReport> {
     crate::produce::produce_events(&bootstrap, &BTreeMap::new(), INPUT, outgoing).await?;
 
     let stats = Arc::new(Stats::default());
-    let handle = Handle { stats: stats.clone(), shutdown: CancellationToken::new() };
+    let handle = Handle { stats: stats.clone(), ..Handle::new(LoadOptions::default()) };
     let running = tokio::spawn(pipeline::run(config, bootstrap.clone(), handle.clone()));
     let deadline = Instant::now() + Duration::from_secs(120);
     while stats.completed() < events.len() as u64 {

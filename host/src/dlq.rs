@@ -52,6 +52,11 @@ impl ErrorKind {
         }
     }
 
+    /// A sandbox fault: the poison-pill breaker counts these.
+    pub fn is_fault(self) -> bool {
+        matches!(self, ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::Memory | ErrorKind::BadResponse)
+    }
+
     pub fn from_fault(kind: &str) -> Self {
         match kind {
             "timeout" => ErrorKind::Timeout,

@@ -8,6 +8,7 @@ pub mod bundled;
 pub mod chain;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod correlation;
 pub mod demo;
 pub mod dlq;

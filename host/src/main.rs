@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use sluice::config::{Bootstrap, Config, LoadOptions};
 use sluice::local::{TableArg, TestOptions};
 use sluice::telemetry::{self, LogFormat};
-use tokio_util::sync::CancellationToken;
 
 /// Kafka-API stream processing through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -141,9 +140,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run { config, plugins } => {
             let (plugins, _scratch) = plugin_dir(plugins)?;
-            let config = load_config(&config, plugins)?;
+            let options = LoadOptions { plugin_dir: plugins };
+            let config = Config::load_with(&config, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
             let runtime = tokio_runtime()?;
-            let result = runtime.block_on(run_pipeline(config));
+            let result = runtime.block_on(run_pipeline(config, options));
             // A plugin call still running after the grace period cannot be
             // interrupted from outside; do not wait for it to exit.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -227,9 +227,9 @@ fn load_config(path: &std::path::Path, plugins: Option<PathBuf>) -> anyhow::Resu
 }
 
 /// Runs until SIGINT or SIGTERM, then drains within the grace period.
-async fn run_pipeline(config: Config) -> anyhow::Result<()> {
+async fn run_pipeline(config: Config, options: LoadOptions) -> anyhow::Result<()> {
     let (bootstrap, _broker) = sluice::pipeline::connect(&config)?;
-    let handle = sluice::pipeline::Handle { stats: Default::default(), shutdown: CancellationToken::new() };
+    let handle = sluice::pipeline::Handle::new(options);
     let shutdown = handle.shutdown.clone();
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -74,15 +74,36 @@ impl Worker {
         // records behind it on every attempt would cost a batch (and, with a
         // runaway plugin, a full timeout) per attempt.
         let mut solo = false;
+        // Sandbox faults of the record being retried (only the head record
+        // is ever retried): the poison-pill breaker.
+        let mut faults = 0;
         while !queue.is_empty() {
             let rest = queue.split_off(if solo { 1 } else { queue.len() });
+            if !solo {
+                faults = 0;
+            }
             let Some((mut records, dispositions)) = self.run_chain(queue).await else { return false };
             let mut retry_at = None;
             for (index, (record, disposition)) in records.iter().zip(dispositions).enumerate() {
                 match disposition {
-                    Disposition::Failed(f) if f.retryable && record.attempt < self.route.retry.max_attempts => {
-                        retry_at = Some((index, f.delay_ms));
-                        break;
+                    Disposition::Failed(mut f) if f.retryable => {
+                        if f.kind.is_fault() {
+                            faults += 1;
+                        }
+                        let policy = &self.route.retry;
+                        if faults >= policy.max_faults && f.kind.is_fault() {
+                            f.message = format!(
+                                "poison pill: the plugin faulted on {faults} attempts (retry.max_faults = {}); last: {}",
+                                policy.max_faults, f.message
+                            );
+                            self.dead_letter(record, f).await;
+                            faults = 0;
+                        } else if record.attempt < policy.max_attempts {
+                            retry_at = Some((index, f.delay_ms));
+                            break;
+                        } else {
+                            self.dead_letter(record, f).await;
+                        }
                     }
                     Disposition::Failed(f) => self.dead_letter(record, f).await,
                     Disposition::Deliver(outputs) => self.deliver(record, outputs).await,

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, Step, Targets};
-use crate::config::{Bootstrap, Config, Route};
+use crate::config::{Bootstrap, Config, LoadOptions, Route};
 use crate::invoke::Invoker;
 use crate::kafka::{self, EmbeddedBroker};
 use crate::offsets;
@@ -63,6 +63,21 @@ struct Partition {
 pub struct Handle {
     pub stats: Arc<Stats>,
     pub shutdown: CancellationToken,
+    /// How the config was loaded, so that a reload loads it the same way.
+    pub options: LoadOptions,
+    /// The admin server's address once it listens.
+    pub admin: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+}
+
+impl Handle {
+    pub fn new(options: LoadOptions) -> Self {
+        Handle {
+            stats: Arc::default(),
+            shutdown: CancellationToken::new(),
+            options,
+            admin: Arc::default(),
+        }
+    }
 }
 
 /// What a finished run reports.

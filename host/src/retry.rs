@@ -35,6 +35,7 @@ mod tests {
     fn policy(jitter: f64) -> RetryPolicy {
         RetryPolicy {
             max_attempts: 5,
+            max_faults: 3,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             multiplier: 2.0,

@@ -25,6 +25,22 @@ pub struct Stats {
     by_route: Mutex<BTreeMap<(String, Event), u64>>,
     dlq_by_kind: Mutex<BTreeMap<(String, &'static str), u64>>,
     completed: AtomicU64,
+    /// Reload outcomes by (what: `config` or `plugin`, succeeded).
+    reloads: Mutex<BTreeMap<(&'static str, bool), u64>>,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Consumed => "consumed",
+            Event::Delivered => "delivered",
+            Event::Dropped => "dropped",
+            Event::Emitted => "emitted",
+            Event::Retried => "retried",
+            Event::DeadLettered => "dead_lettered",
+            Event::Completed => "completed",
+        }
+    }
 }
 
 impl Stats {
@@ -53,6 +69,26 @@ impl Stats {
     pub fn get(&self, route: &str, event: Event) -> u64 {
         let map = self.by_route.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&(route.to_owned(), event)).copied().unwrap_or(0)
+    }
+
+    pub fn reload(&self, what: &'static str, ok: bool) {
+        *self.reloads.lock().unwrap_or_else(|e| e.into_inner()).entry((what, ok)).or_default() += 1;
+    }
+
+    /// Reloads of `what` (`config` or `plugin`) that succeeded (`ok`) or were refused.
+    pub fn reloads(&self, what: &str, ok: bool) -> u64 {
+        let map = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().filter(|((w, o), _)| *w == what && *o == ok).map(|(_, n)| *n).sum()
+    }
+
+    /// Every route's counters, by route and event name.
+    pub fn by_route(&self) -> BTreeMap<String, BTreeMap<&'static str, u64>> {
+        let map = self.by_route.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+        for ((route, event), n) in map.iter() {
+            out.entry(route.clone()).or_default().insert(event.as_str(), *n);
+        }
+        out
     }
 
     /// DLQ counts by error kind for a route.

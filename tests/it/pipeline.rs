@@ -24,12 +24,12 @@ pub struct Running {
 pub fn start_pipeline(group: &str, routes: &str, extra: &str) -> Running {
     let text = format!(
         "[broker]\nbootstrap = \"{}\"\ngroup = \"{group}\"\n[broker.consumer]\n\"session.timeout.ms\" = 6000\n\n\
-         [delivery]\nbatch_size = 64\nshutdown_grace = \"10s\"\n{extra}\n{routes}",
+         [admin]\nlisten = \"127.0.0.1:0\"\n[delivery]\nbatch_size = 64\nshutdown_grace = \"10s\"\n{extra}\n{routes}",
         bootstrap()
     );
     let options = LoadOptions { plugin_dir: Some(sluice::bundled::DIR.into()) };
     let config = Config::from_str_with(&text, "test.toml", repo(), &options).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let handle = Handle { stats: Arc::new(Stats::default()), shutdown: CancellationToken::new() };
+    let handle = Handle::new(options);
     let task = tokio::spawn(pipeline::run(config, bootstrap().to_owned(), handle.clone()));
     Running { handle, task }
 }
@@ -205,6 +205,27 @@ async fn a_trapping_plugin_is_retried_then_dead_lettered_and_the_rest_flow() {
     assert_eq!(header(&dead[0], "sluice.dlq.error.kind"), "trap");
     assert_eq!(header(&dead[0], "sluice.dlq.attempts"), "3");
     assert!(header(&dead[0], "sluice.dlq.error.message").contains("fx-panic: boom at offset 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_pill_is_dead_lettered_after_max_faults_not_max_attempts() {
+    let (input, output, dlq) = (unique("pill.in"), unique("pill.out"), unique("pill.dlq"));
+    create_topics(&[(&input, 1), (&output, 1), (&dlq, 1)]).await;
+    let records: Vec<(Option<String>, String)> = ["a", "spin", "c"].iter().map(|v| (None, (*v).to_owned())).collect();
+    produce(&input, &records).await;
+    let chain = "[[routes.chain]]\nplugin = \"fx_loop\"\nconfig = { trigger = \"spin\" }\nbudgets = { timeout = \"20ms\" }\n";
+    let retry = "max_attempts = 50, max_faults = 2, initial_backoff = \"1ms\", max_backoff = \"2ms\"";
+    let running = start_pipeline(&unique("pill"), &route("pill", &input, &[&output], &[], &dlq, retry, chain), "");
+    running.until_completed(3).await;
+    running.stop().await;
+
+    let out: Vec<String> = read_all(&output).into_iter().filter_map(|r| r.value).collect();
+    assert_eq!(out, ["a", "c"], "the records behind the poison pill flow on");
+    let dead = read_all(&dlq);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(header(&dead[0], "sluice.dlq.error.kind"), "timeout");
+    assert_eq!(header(&dead[0], "sluice.dlq.attempts"), "2", "the breaker, not max_attempts = 50, decided");
+    assert!(header(&dead[0], "sluice.dlq.error.message").starts_with("poison pill: the plugin faulted on 2 attempts"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

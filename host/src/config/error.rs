@@ -127,6 +127,8 @@ pub enum Problem {
     Jitter(f64),
     #[error("{0:?} is below 1.0, so each wait would be shorter than the one before")]
     Multiplier(f64),
+    #[error("\"{0}\" is not an address to listen on; write host:port, such as \"127.0.0.1:9797\", or \"off\"")]
+    Listen(String),
     #[error("no [[routes]]; give at least one, or sluice would consume nothing")]
     NoRoutes,
 }

@@ -31,6 +31,13 @@ pub struct RawConfig {
     /// Commit, shutdown and batching settings. Default: see [`RawDelivery`].
     #[serde(default)]
     pub delivery: RawDelivery,
+    /// The admin HTTP server. Default: see [`RawAdmin`].
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// Hot reload of plugin files and of this config. Default: see
+    /// [`RawReload`].
+    #[serde(default)]
+    pub reload: RawReload,
     /// Reference tables for the `lookup` host import. Default: none.
     #[serde(default)]
     pub tables: Vec<Spanned<RawTable>>,
@@ -69,6 +76,29 @@ pub struct RawPlugins {
     /// The directory of `.wasm` files, relative to the config file's
     /// directory. Default: [`default_plugin_dir`] (`"plugins"`).
     pub dir: Option<Spanned<String>>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [admin] table")]
+pub struct RawAdmin {
+    /// `host:port` for the admin HTTP server (metrics, health, status,
+    /// plugin rollback), or `"off"`. Port 0 picks a free port.
+    /// Default: [`default_admin_listen`] (`"127.0.0.1:9797"`).
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[reload]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [reload] table")]
+pub struct RawReload {
+    /// Watch the plugin directory and the config file, and reload what
+    /// changes. SIGHUP reloads the config either way. Default: `true`.
+    pub watch: Option<Spanned<bool>>,
+    /// How long a file must stay unchanged before it is reloaded, so that a
+    /// slow write is read once it is whole. Default: [`default_debounce`]
+    /// (200ms).
+    pub debounce: Option<Spanned<Quantity>>,
 }
 
 /// `[defaults]`.
@@ -113,6 +143,11 @@ pub struct RawRetry {
     /// Total attempts in place, the first included; at least 1.
     /// Default: [`default_retry`] (5).
     pub max_attempts: Option<Spanned<i64>>,
+    /// The poison-pill breaker: attempts that may end in a sandbox fault
+    /// (trap, timeout, out of memory) before the record goes to the DLQ,
+    /// even if `max_attempts` allows more; at least 1.
+    /// Default: [`default_retry`] (3).
+    pub max_faults: Option<Spanned<i64>>,
     /// The wait before the second attempt. Default: [`default_retry`] (100ms).
     pub initial_backoff: Option<Spanned<Quantity>>,
     /// The longest wait between attempts. Default: [`default_retry`] (10s).
@@ -299,11 +334,22 @@ pub fn default_budgets() -> Budgets {
 pub fn default_retry() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 5,
+        max_faults: 3,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(10),
         multiplier: 2.0,
         jitter: 0.2,
     }
+}
+
+/// `admin.listen`.
+pub fn default_admin_listen() -> String {
+    "127.0.0.1:9797".to_owned()
+}
+
+/// `reload.debounce`.
+pub fn default_debounce() -> Duration {
+    Duration::from_millis(200)
 }
 
 /// `delivery.commit_interval`.

@@ -11,7 +11,9 @@ use toml::Spanned;
 use super::error::{self, ConfigError, ConfigErrors, Position, Problem, key_segment};
 use super::raw::{self, PropertyValue, Quantity, RawBroker, RawBudgets, RawConfig, RawRetry, RawRoute, RawStep};
 use super::units::{self, show_duration};
-use super::{Bootstrap, Broker, Config, Delivery, LoadOptions, PINNED_PROPERTIES, RetryPolicy, Route, Step, TableSpec};
+use super::{
+    Bootstrap, Broker, Config, Delivery, LoadOptions, PINNED_PROPERTIES, Reload, RetryPolicy, Route, Step, TableSpec,
+};
 use crate::runtime::Budgets;
 
 /// The longest name Kafka allows for a topic.
@@ -87,10 +89,46 @@ impl Checker<'_> {
         let defaults = self.budgets(&raw.defaults.budgets, "defaults.budgets", raw::default_budgets());
         let retry = self.retry(&raw.defaults.retry, "defaults.retry", raw::default_retry());
         let delivery = self.delivery(&raw.delivery);
+        let admin = self.admin(&raw.admin);
+        let reload = self.reload(&raw.reload);
         let tables = self.tables(&raw.tables);
         let plugins = Plugins { dir: plugin_dir.clone(), shown: shown_plugin_dir };
         let routes = self.routes(&raw.routes, &plugins, defaults, retry);
-        Config { path: self.file.into(), broker, plugin_dir, tables, delivery, routes }
+        Config { path: self.file.into(), broker, plugin_dir, tables, delivery, admin, reload, routes }
+    }
+
+    fn admin(&mut self, raw: &raw::RawAdmin) -> Option<std::net::SocketAddr> {
+        let written = raw.listen.as_ref().map_or_else(raw::default_admin_listen, |l| l.get_ref().clone());
+        if written == "off" {
+            return None;
+        }
+        match written.parse::<std::net::SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                self.report(raw.listen.as_ref().map(Spanned::span), "admin.listen", Problem::Listen(written));
+                None
+            }
+        }
+    }
+
+    fn reload(&mut self, raw: &raw::RawReload) -> Reload {
+        let mut reload = Reload { watch: true, debounce: raw::default_debounce() };
+        if let Some(w) = &raw.watch {
+            reload.watch = *w.get_ref();
+        }
+        if let Some(q) = &raw.debounce
+            && let Some(d) = self.duration(q, "reload.debounce")
+        {
+            if d > Duration::from_secs(60) {
+                self.report(
+                    Some(q.span()),
+                    "reload.debounce",
+                    Problem::OutOfRange { value: as_written(q.get_ref()), range: "at most 60s" },
+                );
+            }
+            reload.debounce = d;
+        }
+        reload
     }
 
     fn broker(&mut self, raw: Option<&Spanned<RawBroker>>) -> Broker {
@@ -304,6 +342,16 @@ impl Checker<'_> {
                     Some(n.span()),
                     format!("{key}.max_attempts"),
                     Problem::OutOfRange { value: n.get_ref().to_string(), range: "at most 4294967295" },
+                ),
+            }
+        }
+        if let Some(n) = &raw.max_faults {
+            match u32::try_from(*n.get_ref()) {
+                Ok(faults) if faults > 0 => retry.max_faults = faults,
+                _ => self.report(
+                    Some(n.span()),
+                    format!("{key}.max_faults"),
+                    Problem::OutOfRange { value: n.get_ref().to_string(), range: "from 1 to 4294967295" },
                 ),
             }
         }
