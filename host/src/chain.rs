@@ -63,11 +63,18 @@ struct InFlight {
     destination: Option<String>,
 }
 
+/// The header that names the plugin versions an output went through.
+pub const LINEAGE: &str = "sluice.chain";
+
 /// A route's chain with one long-lived instance per plugin.
 #[derive(Debug)]
 pub struct Chain {
     pub steps: Vec<Step>,
     pub targets: Arc<Targets>,
+    /// `name@hash` of every step, comma-separated, stamped on each output in
+    /// [`LINEAGE`] so that a reload's boundary is visible downstream. Empty:
+    /// no stamp.
+    pub lineage: Arc<str>,
 }
 
 impl Chain {
@@ -206,6 +213,11 @@ impl Chain {
                 };
                 let id = correlation_ids[input].get_or_insert_with(|| correlation::id_for(&inputs[input]));
                 correlation::stamp(&mut out, id, &inputs[input]);
+                if !self.lineage.is_empty() {
+                    // An upstream route's stamp is replaced: one version per output.
+                    out.headers.retain(|(name, _)| name != LINEAGE);
+                    out.headers.push((LINEAGE.to_owned(), self.lineage.as_bytes().to_vec()));
+                }
                 outputs[input].push(out);
             }
         }

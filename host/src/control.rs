@@ -120,10 +120,7 @@ impl Shared {
 
     /// Sends a request and waits for its answer; an error if the controller
     /// has stopped.
-    pub async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request,
-    ) -> Result<T, String> {
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Request) -> Result<T, String> {
         let (reply, answer) = oneshot::channel();
         self.requests.send(make(reply)).await.map_err(|_| "the host is shutting down".to_owned())?;
         answer.await.map_err(|_| "the host is shutting down".to_owned())?

@@ -3,6 +3,8 @@
 //! Data flows one way: source → router → plugin runtime → verdict →
 //! sink / DLQ → offsets.
 
+pub mod admin;
+pub mod admin_client;
 pub mod bindings;
 pub mod bundled;
 pub mod chain;
@@ -22,7 +24,10 @@ pub mod pipeline;
 pub mod plugin_config;
 pub mod produce;
 pub mod record;
+pub mod registry;
+pub mod reload;
 pub mod retry;
+pub mod route_version;
 pub mod runtime;
 pub mod scaffold;
 pub mod sink;
@@ -30,3 +35,4 @@ pub mod source;
 pub mod stats;
 pub mod tables;
 pub mod telemetry;
+pub mod watch;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice::admin_client;
 use sluice::config::{Bootstrap, Config, LoadOptions};
 use sluice::local::{TableArg, TestOptions};
 use sluice::telemetry::{self, LogFormat};
@@ -96,6 +97,47 @@ enum Command {
         #[command(subcommand)]
         what: NewCommand,
     },
+    /// Ask a running `sluice run` about its plugins, or roll one back.
+    Plugins {
+        #[command(subcommand)]
+        what: PluginsCommand,
+    },
+    /// Ask a running `sluice run` to load, check and apply its config file
+    /// again; a refused config leaves the running one serving.
+    Reload {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Each plugin's current and previous version and the routes using it.
+    List {
+        #[command(flatten)]
+        host: HostArgs,
+        /// Print the host's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a plugin's previous version back in service.
+    Rollback {
+        /// The plugin's name, as in `sluice plugins list`.
+        name: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+}
+
+/// Which running host to ask.
+#[derive(Debug, clap::Args)]
+struct HostArgs {
+    /// The host's admin server. Default: [admin] listen from --config, else 127.0.0.1:9797.
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<String>,
+    /// The host's config file; only its [admin] listen is read.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +243,36 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("created plugin `{name}` in {}", dir.display());
             println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", dir.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins { what: PluginsCommand::List { host, json } } => Ok(ask_host(&host, |client| {
+            if json { client.plugins_json() } else { Ok(admin_client::plugin_table(&client.plugins()?)) }
+        })),
+        Command::Plugins { what: PluginsCommand::Rollback { name, host } } => {
+            Ok(ask_host(&host, |client| Ok(admin_client::rollback_summary(&client.rollback(&name)?))))
+        }
+        Command::Reload { host } => Ok(ask_host(&host, |client| Ok(format!("config reloaded: {}", client.reload()?)))),
+    }
+}
+
+/// Finds the host, asks it, prints its answer; exit 1 if it refused, 2 if
+/// it could not be asked.
+fn ask_host(
+    host: &HostArgs,
+    ask: impl FnOnce(&admin_client::Client) -> Result<String, admin_client::ClientError>,
+) -> ExitCode {
+    let answer = admin_client::Target::resolve(host.admin.as_deref(), host.config.as_deref())
+        .and_then(|target| ask(&admin_client::Client::new(target)));
+    match answer {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rdkafka::producer::DeliveryFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, Disposition, Failed};
@@ -15,6 +15,7 @@ use crate::dlq::{self, DeadLetter, ErrorKind};
 use crate::offsets::Pending;
 use crate::record::Record;
 use crate::retry;
+use crate::route_version::RouteVersion;
 use crate::sink::{OutRecord, Sink};
 use crate::stats::{Event, Stats};
 
@@ -33,6 +34,9 @@ pub struct RouteContext {
 pub struct Worker {
     pub chain: Chain,
     pub route: Arc<RouteContext>,
+    /// The route's published versions; a new one is taken up between
+    /// batches. `None`: the route never changes.
+    pub versions: Option<watch::Receiver<Arc<RouteVersion>>>,
     pub sink: Sink,
     pub acks: mpsc::UnboundedSender<Pending>,
     pub stats: Arc<Stats>,
@@ -59,6 +63,11 @@ impl Worker {
                 }
             }
             self.stats.add(&self.route.name, Event::Consumed, batch.len() as u64);
+            if let Some(versions) = &self.versions
+                && versions.has_changed().unwrap_or(false)
+            {
+                self.take_new_version().await;
+            }
             if !self.process(batch).await {
                 return;
             }
@@ -136,10 +145,37 @@ impl Worker {
         true
     }
 
+    /// Swaps in the route's latest version: this is the event boundary a
+    /// reload promises. A version whose instances cannot be created here is
+    /// skipped (the reload already checked it once), and the old one serves on.
+    async fn take_new_version(&mut self) {
+        let Some(versions) = &mut self.versions else { return };
+        let version = versions.borrow_and_update().clone();
+        let built = tokio::task::spawn_blocking({
+            let version = version.clone();
+            move || version.chain()
+        })
+        .await;
+        match built {
+            Ok(Ok(chain)) => {
+                tracing::info!(route = %version.context.name, chain = %version.lineage, from = %self.chain.lineage,
+                    "partition switched to a new route version");
+                self.chain = chain;
+                self.route = version.context.clone();
+            }
+            Ok(Err(e)) => {
+                tracing::error!(route = %self.route.name, chain = %version.lineage, error = %format!("{e:#}"),
+                "cannot instantiate the new route version here; the previous one serves on")
+            }
+            Err(e) => tracing::error!(route = %self.route.name, error = %e, "building the new route version panicked"),
+        }
+    }
+
     /// Plugin calls are CPU-bound and synchronous; they run on the blocking
     /// pool so the async threads keep polling and acknowledging.
     async fn run_chain(&mut self, queue: Vec<Record>) -> Option<(Vec<Record>, Vec<Disposition>)> {
-        let placeholder = Chain { steps: Vec::new(), targets: self.chain.targets.clone() };
+        let placeholder =
+            Chain { steps: Vec::new(), targets: self.chain.targets.clone(), lineage: self.chain.lineage.clone() };
         let chain = std::mem::replace(&mut self.chain, placeholder);
         let joined = tokio::task::spawn_blocking(move || {
             let mut chain = chain;

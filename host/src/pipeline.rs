@@ -2,55 +2,33 @@
 //! together, and shuts them down in order.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureProducer;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch as channel};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::chain::{Chain, Step, Targets};
-use crate::config::{Bootstrap, Config, LoadOptions, Route};
-use crate::invoke::Invoker;
+use crate::admin;
+use crate::config::{Bootstrap, Config, LoadOptions};
+use crate::control::Shared;
 use crate::kafka::{self, EmbeddedBroker};
 use crate::offsets;
-use crate::partition::{RouteContext, Worker};
-use crate::runtime::{LoadedPlugin, Runtime};
+use crate::partition::Worker;
+use crate::registry::Registry;
+use crate::reload::{Change, Controller};
+use crate::route_version::RouteVersion;
+use crate::runtime::Runtime;
 use crate::sink::Sink;
 use crate::source::{self, Feed, SourceConsumer, SourceContext};
 use crate::stats::Stats;
-use crate::tables::Tables;
+use crate::watch;
 
 /// How long shutdown waits for the final synchronous commit.
 const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(10);
-
-/// A route ready to serve partitions: its plugins compiled once, instantiated
-/// per partition.
-struct ReadyRoute {
-    route: Route,
-    plugins: Vec<Arc<LoadedPlugin>>,
-    context: Arc<RouteContext>,
-    targets: Arc<Targets>,
-}
-
-impl ReadyRoute {
-    fn chain(&self, tables: &Arc<Tables>) -> anyhow::Result<Chain> {
-        let steps = self
-            .route
-            .chain
-            .iter()
-            .zip(&self.plugins)
-            .map(|(step, plugin)| {
-                let invoker = Invoker::new(plugin.clone(), step.config.clone(), tables.clone(), step.budgets)?;
-                Ok(Step { invoker, budgets: step.budgets })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Chain { steps, targets: self.targets.clone() })
-    }
-}
 
 /// A running partition: the feed to its worker and the tasks to stop.
 struct Partition {
@@ -66,17 +44,14 @@ pub struct Handle {
     /// How the config was loaded, so that a reload loads it the same way.
     pub options: LoadOptions,
     /// The admin server's address once it listens.
-    pub admin: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+    pub admin: Arc<OnceLock<std::net::SocketAddr>>,
+    /// What the admin server sees, once the pipeline has started.
+    pub control: Arc<OnceLock<Arc<Shared>>>,
 }
 
 impl Handle {
     pub fn new(options: LoadOptions) -> Self {
-        Handle {
-            stats: Arc::default(),
-            shutdown: CancellationToken::new(),
-            options,
-            admin: Arc::default(),
-        }
+        Handle { stats: Arc::default(), shutdown: CancellationToken::new(), options, admin: Arc::default(), control: Arc::default() }
     }
 }
 
@@ -105,9 +80,7 @@ pub fn connect(config: &Config) -> anyhow::Result<(String, Option<EmbeddedBroker
 /// Runs until `handle.shutdown` is cancelled, then drains within the grace
 /// period and commits.
 pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::Result<RunReport> {
-    let runtime = Runtime::new()?;
-    let tables = Arc::new(config.load_tables()?);
-    let routes = prepare_routes(&config, &runtime)?;
+    let registry = Registry::new(Runtime::new()?);
 
     let producer_props = config.producer_properties();
     let producer: FutureProducer =
@@ -120,6 +93,30 @@ pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::R
             .create_with_context(SourceContext::default())
             .context("cannot create the consumer")?,
     );
+
+    // Everything below the controller (admin, watcher, SIGHUP) stops with it.
+    let services = handle.shutdown.child_token();
+    let (request_tx, request_rx) = mpsc::channel(16);
+    let shared = Arc::new(Shared::new(handle.stats.clone(), request_tx));
+    let controller = Controller::start(config.clone(), handle.options.clone(), registry, consumer.clone(), shared.clone())?;
+    let routes = controller.topics();
+    let _ = handle.control.set(shared.clone());
+    if let Some(address) = config.admin {
+        let listener = admin::bind(address).await?;
+        let bound = listener.local_addr().context("admin server address")?;
+        let _ = handle.admin.set(bound);
+        tracing::info!(address = %format!("http://{bound}"), "admin server listening");
+        tokio::spawn(admin::serve(listener, shared.clone(), services.clone()));
+    }
+    let (change_tx, change_rx) = mpsc::channel(64);
+    let _watch = if config.reload.watch {
+        Some(watch::start(&config.plugin_dir, &config.path, config.reload.debounce, change_tx.clone())?)
+    } else {
+        None
+    };
+    spawn_sighup(change_tx, services.clone());
+    tokio::spawn(controller.run(change_rx, request_rx, services.clone()));
+
     let topics = config.input_topics();
     consumer.subscribe(&topics).context("cannot subscribe")?;
     tracing::info!(?topics, group = %config.broker.group, "consuming");
@@ -143,11 +140,13 @@ pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::R
                 drop(message);
                 let key = (record.topic.clone(), record.partition);
                 if !partitions.contains_key(&key) {
-                    let Some(ready) = routes.iter().find(|r| r.route.inputs.contains(&key.0)) else {
-                        tracing::error!(topic = %key.0, "record from a topic no route reads; not stored");
+                    let versions = routes.read().unwrap_or_else(|e| e.into_inner()).get(&key.0).cloned();
+                    let Some(versions) = versions else {
+                        // Its route was removed by a reload; the partition is being revoked.
+                        tracing::debug!(topic = %key.0, "record from a topic no route reads; not stored");
                         continue;
                     };
-                    let partition = start_partition(ready, &key, &tables, &sink, &consumer, &handle, &config, &mut tasks)?;
+                    let partition = start_partition(versions, &key, &sink, &consumer, &handle, &config, &mut tasks).await?;
                     partitions.insert(key.clone(), partition);
                 }
                 if let Some(p) = partitions.get_mut(&key)
@@ -200,51 +199,52 @@ pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::R
             tracing::warn!(wait = ?FINAL_COMMIT_WAIT, "final commit did not finish; uncommitted records will be consumed again")
         }
     }
+    services.cancel();
     let report = RunReport { committed: source::committed(&consumer) };
     sink.flush(Duration::from_secs(5)).ok();
     consumer.unsubscribe();
     Ok(report)
 }
 
-fn prepare_routes(config: &Config, runtime: &Runtime) -> anyhow::Result<Vec<ReadyRoute>> {
-    config
-        .routes
-        .iter()
-        .map(|route| {
-            let plugins = route
-                .chain
-                .iter()
-                .map(|step| runtime.load(&step.path, &step.budgets).map_err(anyhow::Error::from))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            for (step, plugin) in route.chain.iter().zip(&plugins) {
-                tracing::info!(route = %route.name, plugin = %plugin.version(), path = %step.path.display(), "plugin loaded");
+/// SIGHUP reloads the config, as is usual for daemons.
+fn spawn_sighup(changes: mpsc::Sender<Change>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by editing the config file instead");
+                return;
             }
-            let context = Arc::new(RouteContext {
-                name: route.name.clone(),
-                group: config.broker.group.clone(),
-                dlq: route.dlq.clone(),
-                retry: route.retry,
-                batch_size: config.delivery.batch_size,
-            });
-            let targets = Arc::new(Targets { outputs: route.outputs.clone(), allow: route.allow.clone() });
-            Ok(ReadyRoute { route: route.clone(), plugins, context, targets })
-        })
-        .collect()
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                Some(()) = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    if changes.send(Change::Config).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
 }
 
-#[allow(clippy::too_many_arguments)]
-fn start_partition(
-    ready: &ReadyRoute,
+async fn start_partition(
+    mut versions: channel::Receiver<Arc<RouteVersion>>,
     (topic, partition): &(String, i32),
-    tables: &Arc<Tables>,
     sink: &Sink,
     consumer: &Arc<SourceConsumer>,
     handle: &Handle,
     config: &Config,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Partition> {
-    let chain =
-        ready.chain(tables).with_context(|| format!("route {}: cannot start the plugin chain", ready.route.name))?;
+    let version = versions.borrow_and_update().clone();
+    let route = version.context.clone();
+    let chain = tokio::task::spawn_blocking(move || version.chain())
+        .await
+        .context("starting a plugin chain panicked")?
+        .with_context(|| format!("route {}: cannot start the plugin chain", route.name))?;
     let cancel = handle.shutdown.child_token();
     let (tx, rx) = mpsc::channel(config.delivery.queue_per_partition);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -270,17 +270,20 @@ fn start_partition(
         sink.clone(),
         store,
         handle.stats.clone(),
-        ready.route.name.clone(),
+        route.name.clone(),
     ));
+    let chain_lineage = chain.lineage.clone();
     let worker = Worker {
         chain,
-        route: ready.context.clone(),
+        route: route.clone(),
+        versions: Some(versions),
         sink: sink.clone(),
         acks: ack_tx,
         stats: handle.stats.clone(),
         cancel: cancel.clone(),
     };
     tasks.spawn(worker.run(rx));
-    tracing::info!(route = %ready.route.name, %topic, partition, "partition worker started");
+    handle.stats.partition_started(&route.name);
+    tracing::info!(route = %route.name, %topic, partition, chain = %chain_lineage, "partition worker started");
     Ok(Partition { feed: Feed::new(tx), cancel })
 }

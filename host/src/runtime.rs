@@ -93,16 +93,18 @@ impl Runtime {
 
     /// Reads, compiles and validates a plugin file.
     pub fn load(&self, path: &Path, budgets: &Budgets) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let bytes =
-            crate::files::read_regular(path, budgets.max_plugin_file).map_err(|source| {
-                match std::fs::metadata(path) {
-                    Ok(meta) if meta.is_file() && meta.len() > budgets.max_plugin_file => {
-                        LoadError::TooLarge { path: path.into(), size: meta.len(), limit: budgets.max_plugin_file }
-                    }
-                    _ => LoadError::Read { path: path.into(), source },
-                }
-            })?;
+        let bytes = self.read(path, budgets)?;
         self.load_bytes(path, &bytes, budgets)
+    }
+
+    /// Reads a plugin file, refusing one over `max_plugin_file`.
+    pub fn read(&self, path: &Path, budgets: &Budgets) -> Result<Vec<u8>, LoadError> {
+        crate::files::read_regular(path, budgets.max_plugin_file).map_err(|source| match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() && meta.len() > budgets.max_plugin_file => {
+                LoadError::TooLarge { path: path.into(), size: meta.len(), limit: budgets.max_plugin_file }
+            }
+            _ => LoadError::Read { path: path.into(), source },
+        })
     }
 
     /// Compiles and validates plugin bytes; `path` names the plugin in messages.
@@ -122,7 +124,7 @@ impl Runtime {
             .map_err(|e| load_error::link_error(path, &component, &self.engine, &e))?;
         let pre =
             PluginPre::new(instance_pre).map_err(|e| load_error::export_error(path, &component, &self.engine, &e))?;
-        let hash = hex::encode(&Sha256::digest(bytes)[..6]);
+        let hash = hash_of(bytes);
         let name = plugin_name(path);
         Ok(Arc::new(LoadedPlugin {
             name: name.into(),
@@ -138,6 +140,11 @@ impl Runtime {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+}
+
+/// A plugin version: the first 12 hex digits of the file's SHA-256.
+pub fn hash_of(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..6])
 }
 
 /// A plugin's name: its file name without the `.wasm` extension.

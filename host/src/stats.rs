@@ -27,6 +27,8 @@ pub struct Stats {
     completed: AtomicU64,
     /// Reload outcomes by (what: `config` or `plugin`, succeeded).
     reloads: Mutex<BTreeMap<(&'static str, bool), u64>>,
+    /// Partition workers started, by route: rebalances and restarts.
+    partitions_started: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Event {
@@ -69,6 +71,15 @@ impl Stats {
     pub fn get(&self, route: &str, event: Event) -> u64 {
         let map = self.by_route.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&(route.to_owned(), event)).copied().unwrap_or(0)
+    }
+
+    pub fn partition_started(&self, route: &str) {
+        *self.partitions_started.lock().unwrap_or_else(|e| e.into_inner()).entry(route.to_owned()).or_default() += 1;
+    }
+
+    /// Partition workers started for `route` since the host started.
+    pub fn partitions_started(&self, route: &str) -> u64 {
+        self.partitions_started.lock().unwrap_or_else(|e| e.into_inner()).get(route).copied().unwrap_or(0)
     }
 
     pub fn reload(&self, what: &'static str, ok: bool) {

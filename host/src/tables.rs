@@ -21,7 +21,7 @@ pub enum TableError {
 }
 
 /// One table: key → the row as JSON object bytes, ready to hand to a plugin.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Table {
     rows: HashMap<String, Box<[u8]>>,
     /// Rows whose key repeated an earlier row's; the later row wins.
@@ -120,7 +120,7 @@ impl Table {
 }
 
 /// All tables a plugin may look up, by name.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Tables {
     by_name: HashMap<String, Table>,
 }

@@ -88,7 +88,10 @@ impl PluginInstance {
         let stdout = GuestOutput::new(plugin.name.clone(), "stdout");
         let stderr = GuestOutput::new(plugin.name.clone(), "stderr");
         // No capability by default: no preopened directories, environment,
-        // arguments, stdin or network. Output goes to the host log.
+        // arguments, stdin or network. Output goes to the host log. The
+        // builder's defaults already deny most of this (stdin closed, every
+        // socket address refused); the explicit switches keep it so if a
+        // default changes. tests/it/hostile.rs proves each denial.
         let wasi = WasiCtx::builder()
             .stdout(stdout)
             .stderr(stderr.clone())
