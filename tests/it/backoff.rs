@@ -26,7 +26,7 @@ fn flaky_chain(failures: u32) -> Chain {
     let config = vec![("failures".to_owned(), failures.to_string())];
     let invoker = Invoker::new(loaded, config, Arc::new(Tables::default()), Budgets::default()).unwrap();
     let targets = Targets { outputs: vec!["out".into()], allow: ["out".to_owned()].into() };
-    Chain { steps: vec![Step { invoker, budgets: Budgets::default() }], targets: Arc::new(targets) }
+    Chain { steps: vec![Step { invoker, budgets: Budgets::default() }], targets: Arc::new(targets), lineage: "".into() }
 }
 
 #[tokio::test(start_paused = true)]
@@ -42,10 +42,12 @@ async fn retries_wait_exponential_backoff_then_deliver() {
         max_backoff: Duration::from_secs(60),
         multiplier: 2.0,
         jitter: 0.0,
+        max_faults: 3,
     };
     let worker = Worker {
         chain: flaky_chain(3),
         route: Arc::new(RouteContext { name: "r".into(), group: "g".into(), dlq: "dlq".into(), retry, batch_size: 16 }),
+        versions: None,
         sink: Sink::new(producer),
         acks: ack_tx,
         stats: stats.clone(),
@@ -78,6 +80,7 @@ async fn exhausted_retries_go_to_the_dlq_after_max_attempts() {
         max_backoff: Duration::from_secs(1),
         multiplier: 4.0,
         jitter: 0.0,
+        max_faults: 3,
     };
     let worker = Worker {
         chain: flaky_chain(10),
@@ -88,6 +91,7 @@ async fn exhausted_retries_go_to_the_dlq_after_max_attempts() {
             retry,
             batch_size: 16,
         }),
+        versions: None,
         sink: Sink::new(producer),
         acks: ack_tx,
         stats: Arc::new(Stats::default()),

@@ -37,7 +37,7 @@ async fn sigterm_drains_commits_and_exits_cleanly() {
     std::fs::write(
         &config,
         format!(
-            "[broker]\nbootstrap = \"{}\"\ngroup = \"{group}\"\n[plugins]\ndir = \"{}\"\n[delivery]\nshutdown_grace = \"10s\"\n\
+            "[broker]\nbootstrap = \"{}\"\ngroup = \"{group}\"\n[plugins]\ndir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[delivery]\nshutdown_grace = \"10s\"\n\
              [[routes]]\nname = \"bin\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\ndlq = \"{dlq}\"\n\
              [[routes.chain]]\nplugin = \"passthrough\"\n",
             bootstrap(),

@@ -28,7 +28,7 @@ fn chain(steps: &[(&str, &str)], outputs: &[&str], allow: &[&str], budgets: Budg
     let outputs: Vec<String> = outputs.iter().map(|s| (*s).to_owned()).collect();
     let mut allow: BTreeSet<String> = allow.iter().map(|s| (*s).to_owned()).collect();
     allow.extend(outputs.iter().cloned());
-    Chain { steps, targets: Arc::new(Targets { outputs, allow }) }
+    Chain { steps, targets: Arc::new(Targets { outputs, allow }), lineage: "".into() }
 }
 
 fn event(offset: i64, value: &str) -> Record {

@@ -3,15 +3,18 @@
 // A test that cannot set up should stop right there, with the panic as its report.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod backoff;
 mod binary;
 mod broker;
 mod chain;
 mod config;
 mod golden;
+mod hostile;
 mod interop;
 mod pipeline;
 mod plugins;
 mod produce;
+mod reload;
 mod scaffold;
 mod support;

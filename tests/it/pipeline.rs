@@ -2,14 +2,11 @@
 //! DLQ and its headers, traps, forbidden topics, restarts and ordering.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::config::{Config, LoadOptions};
 use sluice::pipeline::{self, Handle, RunReport};
-use sluice::stats::Stats;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, Read, bootstrap, create_topics, produce, read_all, unique};
 use crate::support::repo;
@@ -24,7 +21,7 @@ pub struct Running {
 pub fn start_pipeline(group: &str, routes: &str, extra: &str) -> Running {
     let text = format!(
         "[broker]\nbootstrap = \"{}\"\ngroup = \"{group}\"\n[broker.consumer]\n\"session.timeout.ms\" = 6000\n\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n[delivery]\nbatch_size = 64\nshutdown_grace = \"10s\"\n{extra}\n{routes}",
+         [admin]\nlisten = \"127.0.0.1:0\"\n[reload]\nwatch = false\n[delivery]\nbatch_size = 64\nshutdown_grace = \"10s\"\n{extra}\n{routes}",
         bootstrap()
     );
     let options = LoadOptions { plugin_dir: Some(sluice::bundled::DIR.into()) };
@@ -213,7 +210,8 @@ async fn a_poison_pill_is_dead_lettered_after_max_faults_not_max_attempts() {
     create_topics(&[(&input, 1), (&output, 1), (&dlq, 1)]).await;
     let records: Vec<(Option<String>, String)> = ["a", "spin", "c"].iter().map(|v| (None, (*v).to_owned())).collect();
     produce(&input, &records).await;
-    let chain = "[[routes.chain]]\nplugin = \"fx_loop\"\nconfig = { trigger = \"spin\" }\nbudgets = { timeout = \"20ms\" }\n";
+    let chain =
+        "[[routes.chain]]\nplugin = \"fx_loop\"\nconfig = { trigger = \"spin\" }\nbudgets = { timeout = \"20ms\" }\n";
     let retry = "max_attempts = 50, max_faults = 2, initial_backoff = \"1ms\", max_backoff = \"2ms\"";
     let running = start_pipeline(&unique("pill"), &route("pill", &input, &[&output], &[], &dlq, retry, chain), "");
     running.until_completed(3).await;
