@@ -42,8 +42,18 @@ impl Registry {
     /// Reads and, if its bytes are new, compiles the plugin file at `path`.
     /// Compiling takes a while; callers run this off the async threads.
     pub fn offer(&self, path: &Path, budgets: &Budgets) -> Result<Offer, LoadError> {
-        let bytes = self.runtime.read(path, budgets)?;
-        let hash = crate::runtime::hash_of(&bytes);
+        let bytes = self.read(path, budgets)?;
+        self.offer_bytes(path, &bytes, budgets)
+    }
+
+    /// Reads a plugin file, within `max_plugin_file`.
+    pub fn read(&self, path: &Path, budgets: &Budgets) -> Result<Vec<u8>, LoadError> {
+        self.runtime.read(path, budgets)
+    }
+
+    /// [`Registry::offer`] of bytes already read from `path`.
+    pub fn offer_bytes(&self, path: &Path, bytes: &[u8], budgets: &Budgets) -> Result<Offer, LoadError> {
+        let hash = crate::runtime::hash_of(bytes);
         if let Some(entry) = self.entries.get(&crate::runtime::plugin_name(path)) {
             if entry.current.hash == hash {
                 return Ok(Offer::Unchanged(entry.current.clone()));
@@ -52,7 +62,7 @@ impl Registry {
                 return Ok(Offer::Unchanged(entry.current.clone()));
             }
         }
-        self.runtime.load_bytes(path, &bytes, budgets).map(Offer::New)
+        self.runtime.load_bytes(path, bytes, budgets).map(Offer::New)
     }
 
     /// Makes `plugin` the serving version of its name; the one it replaces

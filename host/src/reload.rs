@@ -18,7 +18,7 @@ use crate::config::{Config, LoadOptions, Route};
 use crate::control::{PluginInfo, RECENT_RELOADS, ReloadInfo, Request, Shared, Snapshot, VersionInfo};
 use crate::registry::{Offer, Registry};
 use crate::route_version::RouteVersion;
-use crate::runtime::{Budgets, LoadedPlugin, plugin_name};
+use crate::runtime::{Budgets, LoadedPlugin, hash_of, plugin_name};
 use crate::source::SourceConsumer;
 use crate::tables::Tables;
 
@@ -27,8 +27,11 @@ use crate::tables::Tables;
 pub enum Change {
     /// A `.wasm` file in the plugin directory was written, renamed or removed.
     Plugin(PathBuf),
-    /// The config file changed, or SIGHUP.
+    /// The config file changed. Its text identical to the one last applied
+    /// (an editor's second write event) is ignored.
     Config,
+    /// SIGHUP: reload the config whatever its text.
+    ConfigSignal,
 }
 
 /// Input topic → its route's versions, for the poll loop to start partitions.
@@ -44,11 +47,18 @@ pub struct Controller {
     consumer: Arc<SourceConsumer>,
     shared: Arc<Shared>,
     recent: VecDeque<ReloadInfo>,
+    /// Plugin name → hash of the file bytes last refused.
+    refused: HashMap<String, String>,
+    /// Hash of the config text last applied.
+    applied_text: String,
 }
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Controller").field("config", &self.config.path).field("routes", &self.routes.len()).finish_non_exhaustive()
+        f.debug_struct("Controller")
+            .field("config", &self.config.path)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,6 +72,7 @@ impl Controller {
         consumer: Arc<SourceConsumer>,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
+        let applied_text = std::fs::read(&config.path).map(|t| hash_of(&t)).unwrap_or_default();
         let tables = Arc::new(config.load_tables()?);
         let mut plugins = BTreeMap::new();
         for (name, (path, budgets)) in plugin_files(&config.routes) {
@@ -88,6 +99,8 @@ impl Controller {
             consumer,
             shared,
             recent: VecDeque::new(),
+            refused: HashMap::new(),
+            applied_text,
         };
         controller.update_topics();
         controller.publish();
@@ -111,6 +124,11 @@ impl Controller {
                 () = shutdown.cancelled() => return,
                 Some(change) = changes.recv() => match change {
                     Change::Config => {
+                        if self.config_text_changed() {
+                            let _ = self.reload_config().await;
+                        }
+                    }
+                    Change::ConfigSignal => {
                         let _ = self.reload_config().await;
                     }
                     Change::Plugin(path) => self.reload_plugin(&path).await,
@@ -128,11 +146,23 @@ impl Controller {
         }
     }
 
+    /// Whether the config file's text differs from the last applied one. A
+    /// file that cannot be read counts as changed, so the reload says why.
+    fn config_text_changed(&self) -> bool {
+        let same = std::fs::read(&self.config.path).is_ok_and(|text| hash_of(&text) == self.applied_text);
+        if same {
+            tracing::debug!(config = %self.config.path.display(), "config file event, but its text is the one applied");
+        }
+        !same
+    }
+
     /// Load → validate → diff → apply. On any error nothing is applied.
     pub async fn reload_config(&mut self) -> Result<String, String> {
+        let text = std::fs::read(&self.config.path).map(|t| hash_of(&t)).unwrap_or_default();
         let outcome = self.try_reload_config().await;
         match &outcome {
             Ok(summary) => {
+                self.applied_text = text;
                 tracing::info!(config = %self.config.path.display(), %summary, "config reloaded");
                 self.record("config", "config", true, summary.clone());
             }
@@ -169,9 +199,14 @@ impl Controller {
         }
         let resolved: BTreeMap<String, Arc<LoadedPlugin>> = plugins
             .iter()
-            .map(|(name, offer)| (name.clone(), match offer {
-                Offer::New(p) | Offer::Unchanged(p) => p.clone(),
-            }))
+            .map(|(name, offer)| {
+                (
+                    name.clone(),
+                    match offer {
+                        Offer::New(p) | Offer::Unchanged(p) => p.clone(),
+                    },
+                )
+            })
             .collect();
 
         let mut next = BTreeMap::new();
@@ -284,12 +319,33 @@ impl Controller {
             .map_or_else(Budgets::default, |(_, b)| b);
         let registry = self.registry.clone();
         let owned = path.to_path_buf();
-        let plugin = match blocking(move || registry.offer(&owned, &budgets).map_err(|e| e.to_string())).await? {
-            Offer::Unchanged(_) => return Ok(None),
-            Offer::New(plugin) => plugin,
+        let bytes = blocking(move || registry.read(&owned, &budgets).map_err(|e| e.to_string())).await?;
+        let hash = hash_of(&bytes);
+        // The same bad bytes again (a second event for one write) would only
+        // be refused again; a fix arrives as different bytes.
+        if self.refused.get(name) == Some(&hash) {
+            return Ok(None);
+        }
+        let registry = self.registry.clone();
+        let owned = path.to_path_buf();
+        let offered = blocking(move || registry.offer_bytes(&owned, &bytes, &budgets).map_err(|e| e.to_string())).await;
+        let plugin = match offered {
+            Ok(Offer::Unchanged(_)) => return Ok(None),
+            Ok(Offer::New(plugin)) => plugin,
+            Err(reason) => {
+                self.refused.insert(name.to_owned(), hash);
+                return Err(reason);
+            }
         };
+        let routes = match self.swap_in(&plugin).await {
+            Ok(routes) => routes,
+            Err(reason) => {
+                self.refused.insert(name.to_owned(), hash);
+                return Err(reason);
+            }
+        };
+        self.refused.remove(name);
         let from = self.registry.current(name).map_or_else(|| "nothing".to_owned(), |p| p.version());
-        let routes = self.swap_in(&plugin).await?;
         self.registry.install(plugin.clone());
         self.publish();
         Ok(Some(if routes.is_empty() {
@@ -341,8 +397,7 @@ impl Controller {
                 .iter()
                 .map(|p| if p.name == plugin.name { plugin.clone() } else { p.clone() })
                 .collect();
-            let version =
-                build_with(&self.config, &current.route, plugins, current.tables.clone());
+            let version = build_with(&self.config, &current.route, plugins, current.tables.clone());
             versions.push((name.clone(), Arc::new(version)));
         }
         check_chains(versions.iter().map(|(_, v)| v.clone()).collect()).await?;
@@ -375,7 +430,10 @@ impl Controller {
     }
 
     fn plugin_info(&self, name: &str) -> Option<PluginInfo> {
-        self.registry.iter().find(|(n, _, _)| *n == name).map(|(n, current, previous)| self.info_of(n, current, previous))
+        self.registry
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(n, current, previous)| self.info_of(n, current, previous))
     }
 
     fn info_of(&self, name: &str, current: &Arc<LoadedPlugin>, previous: Option<&Arc<LoadedPlugin>>) -> PluginInfo {
