@@ -75,74 +75,81 @@ impl Worker {
     }
 
     /// Runs a batch to completion: every record delivered, dropped or dead-
-    /// lettered. A record that fails transiently holds back the records after
-    /// it (they share its partition), is retried after a backoff, and the
-    /// rest run again behind it. Returns false if cancelled meanwhile.
-    async fn process(&mut self, mut queue: Vec<Record>) -> bool {
-        // While a record is being retried it runs alone: re-running the
-        // records behind it on every attempt would cost a batch (and, with a
-        // runaway plugin, a full timeout) per attempt.
-        let mut solo = false;
-        // Sandbox faults of the record being retried (only the head record
-        // is ever retried): the poison-pill breaker.
-        let mut faults = 0;
-        while !queue.is_empty() {
-            let rest = queue.split_off(if solo { 1 } else { queue.len() });
-            if !solo {
-                faults = 0;
+    /// lettered, in order. The batch runs through the chain once; a record
+    /// that failed transiently is then retried alone, after a backoff, while
+    /// the records behind it wait with the answers they already got. So a
+    /// record is never run twice for a neighbour's sake, and a batch of
+    /// faulting records costs one batch call plus each record's own retries.
+    /// Returns false if cancelled meanwhile.
+    async fn process(&mut self, batch: Vec<Record>) -> bool {
+        let Some((records, dispositions)) = self.run_chain(batch).await else { return false };
+        for (record, disposition) in records.into_iter().zip(dispositions) {
+            if !self.settle(record, disposition).await {
+                return false;
             }
-            let Some((mut records, dispositions)) = self.run_chain(queue).await else { return false };
-            let mut retry_at = None;
-            for (index, (record, disposition)) in records.iter().zip(dispositions).enumerate() {
-                match disposition {
-                    Disposition::Failed(mut f) if f.retryable => {
-                        if f.kind.is_fault() {
-                            faults += 1;
-                        }
-                        let policy = &self.route.retry;
-                        if faults >= policy.max_faults && f.kind.is_fault() {
-                            f.message = format!(
-                                "poison pill: the plugin faulted on {faults} attempts (retry.max_faults = {}); last: {}",
-                                policy.max_faults, f.message
-                            );
-                            self.dead_letter(record, f).await;
-                            faults = 0;
-                        } else if record.attempt < policy.max_attempts {
-                            retry_at = Some((index, f.delay_ms));
-                            break;
-                        } else {
-                            self.dead_letter(record, f).await;
-                        }
-                    }
-                    Disposition::Failed(f) => self.dead_letter(record, f).await,
-                    Disposition::Deliver(outputs) => self.deliver(record, outputs).await,
-                    Disposition::Dropped { .. } => {
-                        self.stats.add(&self.route.name, Event::Dropped, 1);
-                        self.pend(record.offset, Vec::new());
-                    }
+        }
+        true
+    }
+
+    /// Retries one record in place until it is delivered, dropped or given
+    /// up on. Returns false if cancelled meanwhile.
+    async fn settle(&mut self, mut record: Record, mut disposition: Disposition) -> bool {
+        // Sandbox faults of this record: the poison-pill breaker.
+        let mut faults = 0;
+        loop {
+            let mut failed = match disposition {
+                Disposition::Failed(f) if f.retryable => f,
+                Disposition::Failed(f) => {
+                    self.dead_letter(&record, f).await;
+                    return true;
+                }
+                Disposition::Deliver(outputs) => {
+                    self.deliver(&record, outputs).await;
+                    return true;
+                }
+                Disposition::Dropped { .. } => {
+                    self.stats.add(&self.route.name, Event::Dropped, 1);
+                    self.pend(record.offset, Vec::new());
+                    return true;
+                }
+            };
+            let policy = self.route.retry;
+            if failed.kind.is_fault() {
+                faults += 1;
+                if faults >= policy.max_faults {
+                    failed.message = format!(
+                        "poison pill: the plugin faulted on {faults} attempts (retry.max_faults = {}); last: {}",
+                        policy.max_faults, failed.message
+                    );
+                    self.dead_letter(&record, failed).await;
+                    return true;
                 }
             }
-            let Some((index, hint)) = retry_at else {
-                queue = rest;
-                solo = false;
-                continue;
-            };
-            records.extend(rest);
-            queue = records;
-            queue.drain(..index);
-            solo = true;
-            let next_attempt = queue[0].attempt + 1;
-            let delay = retry::backoff_random(&self.route.retry, next_attempt, hint);
+            if record.attempt >= policy.max_attempts {
+                self.dead_letter(&record, failed).await;
+                return true;
+            }
+            let next_attempt = record.attempt + 1;
+            let delay = retry::backoff_random(&policy, next_attempt, failed.delay_ms);
             self.stats.add(&self.route.name, Event::Retried, 1);
-            tracing::debug!(route = %self.route.name, offset = queue[0].offset, attempt = next_attempt, ?delay, "retrying");
+            tracing::debug!(route = %self.route.name, topic = %record.topic, partition = record.partition,
+                offset = record.offset, attempt = next_attempt, ?delay, "retrying");
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return false,
                 () = tokio::time::sleep(delay) => {}
             }
-            queue[0].attempt = next_attempt;
+            record.attempt = next_attempt;
+            let Some((mut records, mut dispositions)) = self.run_chain(vec![record]).await else { return false };
+            let (Some(again), Some(answer)) = (records.pop(), dispositions.pop()) else {
+                // The chain answers every record it is given; anything else is a host bug.
+                tracing::error!(route = %self.route.name, "the chain gave no answer for a retried record; stopping this partition's worker");
+                self.cancel.cancel();
+                return false;
+            };
+            record = again;
+            disposition = answer;
         }
-        true
     }
 
     /// Swaps in the route's latest version: this is the event boundary a
