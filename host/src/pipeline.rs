@@ -51,7 +51,13 @@ pub struct Handle {
 
 impl Handle {
     pub fn new(options: LoadOptions) -> Self {
-        Handle { stats: Arc::default(), shutdown: CancellationToken::new(), options, admin: Arc::default(), control: Arc::default() }
+        Handle {
+            stats: Arc::default(),
+            shutdown: CancellationToken::new(),
+            options,
+            admin: Arc::default(),
+            control: Arc::default(),
+        }
     }
 }
 
@@ -98,7 +104,8 @@ pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::R
     let services = handle.shutdown.child_token();
     let (request_tx, request_rx) = mpsc::channel(16);
     let shared = Arc::new(Shared::new(handle.stats.clone(), request_tx));
-    let controller = Controller::start(config.clone(), handle.options.clone(), registry, consumer.clone(), shared.clone())?;
+    let controller =
+        Controller::start(config.clone(), handle.options.clone(), registry, consumer.clone(), shared.clone())?;
     let routes = controller.topics();
     let _ = handle.control.set(shared.clone());
     if let Some(address) = config.admin {
@@ -265,13 +272,7 @@ async fn start_partition(
             }
         })
     };
-    tasks.spawn(offsets::acknowledge_in_order(
-        ack_rx,
-        sink.clone(),
-        store,
-        handle.stats.clone(),
-        route.name.clone(),
-    ));
+    tasks.spawn(offsets::acknowledge_in_order(ack_rx, sink.clone(), store, handle.stats.clone(), route.name.clone()));
     let chain_lineage = chain.lineage.clone();
     let worker = Worker {
         chain,
