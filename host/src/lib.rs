@@ -14,6 +14,7 @@ pub mod control;
 pub mod correlation;
 pub mod demo;
 pub mod dlq;
+pub mod dlq_tools;
 pub mod files;
 pub mod invoke;
 pub mod kafka;

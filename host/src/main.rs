@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sluice::admin_client;
-use sluice::config::{Bootstrap, Config, LoadOptions};
+use sluice::config::{Config, LoadOptions};
 use sluice::local::{TableArg, TestOptions};
 use sluice::telemetry::{self, LogFormat};
 
@@ -108,6 +108,107 @@ enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
+    /// Look into a dead-letter topic, or put its records back.
+    Dlq {
+        #[command(subcommand)]
+        what: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Count a DLQ's records by error kind, plugin, route and source topic,
+    /// up to its end offsets now, and show samples. Commits nothing.
+    Inspect {
+        /// The DLQ topic.
+        topic: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Sample records to show.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        samples: usize,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Produce a DLQ's matching records to a topic, without their sluice.dlq.*
+    /// headers, at least once; an interrupted replay resumes where it stopped.
+    Replay {
+        /// The DLQ topic to read.
+        #[arg(long, value_name = "DLQ")]
+        from: String,
+        /// The topic to produce to, usually the route's input.
+        #[arg(long, value_name = "TOPIC")]
+        to: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most N records a second.
+        #[arg(long, value_name = "N/s")]
+        rate: Option<sluice::dlq_tools::rate::Rate>,
+        /// Show what would be replayed; produce and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The consumer group that remembers progress (default sluice-replay.FROM.TO).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Stop after replaying N records.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Sample records a dry run shows.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        samples: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+/// Which broker, directly or from a sluice config.
+#[derive(Debug, clap::Args)]
+struct BrokerArgs {
+    /// Broker address (host:port,...).
+    #[arg(long, value_name = "ADDR", required_unless_present = "config", conflicts_with = "config")]
+    bootstrap: Option<String>,
+    /// Take the broker address and client properties from a sluice config;
+    /// replay then refuses to write to any route's DLQ.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Which DLQ records: values of one key are alternatives, keys must all match.
+#[derive(Debug, clap::Args)]
+struct FilterArgs {
+    /// Error kinds (comma list, repeatable); `unknown` is a record without sluice.dlq.* headers.
+    #[arg(long = "kind", value_name = "KIND")]
+    kinds: Vec<String>,
+    /// Plugins, by name or name@hash (a hash prefix will do).
+    #[arg(long = "plugin", value_name = "NAME[@HASH]")]
+    plugins: Vec<String>,
+    /// Routes.
+    #[arg(long = "route", value_name = "ROUTE")]
+    routes: Vec<String>,
+    /// Topics the records were consumed from before they failed.
+    #[arg(long = "source-topic", value_name = "TOPIC")]
+    source_topics: Vec<String>,
+    /// KEY=VALUE[,VALUE]: kind, plugin, route or source-topic. Repeatable.
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pairs: Vec<String>,
+}
+
+impl FilterArgs {
+    fn build(&self) -> anyhow::Result<sluice::dlq_tools::filter::Filter> {
+        let flags: [(&str, &[String]); 4] = [
+            ("kind", &self.kinds),
+            ("plugin", &self.plugins),
+            ("route", &self.routes),
+            ("source-topic", &self.source_topics),
+        ];
+        Ok(sluice::dlq_tools::filter::Filter::build(&flags, &self.pairs)?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,14 +302,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let (bootstrap, properties) = match (bootstrap, config) {
                 (Some(bootstrap), _) => (bootstrap, Default::default()),
                 (None, Some(path)) => {
-                    let config = load_config(&path, None)?;
-                    match &config.broker.bootstrap {
-                        Bootstrap::Servers(servers) => (servers.clone(), config.producer_properties()),
-                        Bootstrap::Embedded => anyhow::bail!(
-                            "{}: the config uses the embedded broker, which lives inside `sluice run`; pass --bootstrap with the address it prints",
-                            path.display()
-                        ),
-                    }
+                    let connection = sluice::dlq_tools::Connection::from_config(&load_config(&path, None)?, &path)?;
+                    (connection.bootstrap, connection.producer)
                 }
                 (None, None) => anyhow::bail!("give --bootstrap or --config"),
             };
@@ -251,6 +346,75 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ask_host(&host, |client| Ok(admin_client::rollback_summary(&client.rollback(&name)?))))
         }
         Command::Reload { host } => Ok(ask_host(&host, |client| Ok(format!("config reloaded: {}", client.reload()?)))),
+        Command::Dlq { what } => run_dlq(what),
+    }
+}
+
+fn run_dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    use sluice::dlq_tools::{inspect, replay};
+    match command {
+        DlqCommand::Inspect { topic, broker, filter, samples, json } => {
+            let filter = filter.build()?;
+            let (connection, _) = dlq_connection(&broker)?;
+            let options = inspect::InspectOptions { connection, topic, filter, samples };
+            let inspection = tokio_runtime()?.block_on(inspect::run(&options))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+            } else {
+                print!("{inspection}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay { from, to, broker, filter, rate, dry_run, group, limit, samples, quiet } => {
+            let filter = filter.build()?;
+            let (connection, dlq_topics) = dlq_connection(&broker)?;
+            let options = replay::ReplayOptions {
+                connection,
+                from,
+                to,
+                filter,
+                rate,
+                dry_run,
+                group,
+                limit,
+                samples,
+                dlq_topics,
+                show_progress: !quiet,
+            };
+            let runtime = tokio_runtime()?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let result = runtime.block_on(async {
+                cancel_on_signal(shutdown.clone());
+                replay::run(&options, shutdown).await
+            });
+            match result {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(ExitCode::from(if report.stop == replay::Stop::Interrupted { 130 } else { 0 }))
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    let code = match e.downcast_ref::<replay::ReplayError>() {
+                        Some(replay::ReplayError::Delivery { .. }) => 4,
+                        Some(replay::ReplayError::Refused(_)) | None => 2,
+                    };
+                    Ok(ExitCode::from(code))
+                }
+            }
+        }
+    }
+}
+
+/// The broker, and the DLQ topics of the config's routes when a config is given.
+fn dlq_connection(broker: &BrokerArgs) -> anyhow::Result<(sluice::dlq_tools::Connection, Vec<String>)> {
+    match (&broker.bootstrap, &broker.config) {
+        (Some(bootstrap), _) => Ok((sluice::dlq_tools::Connection::new(bootstrap), Vec::new())),
+        (None, Some(path)) => {
+            let config = load_config(path, None)?;
+            let dlqs = config.routes.iter().map(|r| r.dlq.clone()).collect();
+            Ok((sluice::dlq_tools::Connection::from_config(&config, path)?, dlqs))
+        }
+        (None, None) => anyhow::bail!("give --bootstrap or --config"),
     }
 }
 
@@ -302,7 +466,18 @@ fn load_config(path: &std::path::Path, plugins: Option<PathBuf>) -> anyhow::Resu
 async fn run_pipeline(config: Config, options: LoadOptions) -> anyhow::Result<()> {
     let (bootstrap, _broker) = sluice::pipeline::connect(&config)?;
     let handle = sluice::pipeline::Handle::new(options);
-    let shutdown = handle.shutdown.clone();
+    cancel_on_signal(handle.shutdown.clone());
+    let report = sluice::pipeline::run(config, bootstrap, handle).await?;
+    let mut committed: Vec<_> = report.committed.into_iter().collect();
+    committed.sort();
+    for ((topic, partition), offset) in committed {
+        tracing::info!(%topic, partition, offset, "committed");
+    }
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(term) => term,
@@ -317,11 +492,4 @@ async fn run_pipeline(config: Config, options: LoadOptions) -> anyhow::Result<()
         }
         shutdown.cancel();
     });
-    let report = sluice::pipeline::run(config, bootstrap, handle).await?;
-    let mut committed: Vec<_> = report.committed.into_iter().collect();
-    committed.sort();
-    for ((topic, partition), offset) in committed {
-        tracing::info!(%topic, partition, offset, "committed");
-    }
-    Ok(())
 }

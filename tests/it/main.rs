@@ -9,6 +9,7 @@ mod binary;
 mod broker;
 mod chain;
 mod config;
+mod dlq_tools;
 mod golden;
 mod hostile;
 mod interop;
