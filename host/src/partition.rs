@@ -94,6 +94,9 @@ impl Worker {
             let Some((mut records, dispositions)) = self.run_chain(queue).await else { return false };
             let mut retry_at = None;
             for (index, (record, disposition)) in records.iter().zip(dispositions).enumerate() {
+                if let Disposition::Failed(f) = &disposition {
+                    self.stats.failed(&self.route.name, &f.plugin, f.kind, record, &f.message);
+                }
                 match disposition {
                     Disposition::Failed(mut f) if f.retryable => {
                         if f.kind.is_fault() {
@@ -108,7 +111,7 @@ impl Worker {
                             self.dead_letter(record, f).await;
                             faults = 0;
                         } else if record.attempt < policy.max_attempts {
-                            retry_at = Some((index, f.delay_ms));
+                            retry_at = Some((index, f.delay_ms, f.plugin));
                             break;
                         } else {
                             self.dead_letter(record, f).await;
@@ -116,13 +119,13 @@ impl Worker {
                     }
                     Disposition::Failed(f) => self.dead_letter(record, f).await,
                     Disposition::Deliver(outputs) => self.deliver(record, outputs).await,
-                    Disposition::Dropped { .. } => {
-                        self.stats.add(&self.route.name, Event::Dropped, 1);
+                    Disposition::Dropped { plugin, .. } => {
+                        self.stats.dropped(&self.route.name, &plugin);
                         self.pend(record.offset, Vec::new());
                     }
                 }
             }
-            let Some((index, hint)) = retry_at else {
+            let Some((index, hint, plugin)) = retry_at else {
                 queue = rest;
                 solo = false;
                 continue;
@@ -133,8 +136,7 @@ impl Worker {
             solo = true;
             let next_attempt = queue[0].attempt + 1;
             let delay = retry::backoff_random(&self.route.retry, next_attempt, hint);
-            self.stats.add(&self.route.name, Event::Retried, 1);
-            tracing::debug!(route = %self.route.name, offset = queue[0].offset, attempt = next_attempt, ?delay, "retrying");
+            self.stats.retried(&self.route.name, &plugin, &queue[0], delay);
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return false,
@@ -177,9 +179,12 @@ impl Worker {
         let placeholder =
             Chain { steps: Vec::new(), targets: self.chain.targets.clone(), lineage: self.chain.lineage.clone() };
         let chain = std::mem::replace(&mut self.chain, placeholder);
+        let at = queue.first().map(|r| (r.topic.clone(), r.partition));
+        let (stats, route) = (self.stats.clone(), self.route.name.clone());
         let joined = tokio::task::spawn_blocking(move || {
             let mut chain = chain;
-            let dispositions = chain.run(&queue);
+            let mut observe = |plugin: &str, took, events| stats.histograms.plugin_call(&route, plugin, took, events);
+            let dispositions = chain.run_observed(&queue, &mut observe);
             (chain, queue, dispositions)
         })
         .await;
@@ -190,7 +195,8 @@ impl Worker {
             }
             Err(e) => {
                 // The chain isolates plugin faults; a panic here is a host bug.
-                tracing::error!(route = %self.route.name, error = %e, "plugin chain panicked; stopping this partition's worker");
+                let (topic, partition) = at.unwrap_or_default();
+                self.stats.worker_stopped(&self.route.name, &topic, partition, &e.to_string());
                 self.cancel.cancel();
                 None
             }
@@ -200,7 +206,7 @@ impl Worker {
     async fn deliver(&mut self, record: &Record, outputs: Vec<OutRecord>) {
         let route = self.route.name.clone();
         if outputs.is_empty() {
-            self.stats.add(&route, Event::Dropped, 1);
+            self.stats.dropped(&route, "");
             self.pend(record.offset, Vec::new());
             return;
         }
@@ -244,9 +250,7 @@ impl Worker {
             group: self.route.group.clone(),
             attempts: record.attempt,
         };
-        tracing::warn!(route = %letter.route, topic = %record.topic, partition = record.partition, offset = record.offset,
-            kind = %letter.kind, plugin = %letter.plugin, attempts = letter.attempts, message = %letter.message, "dead-lettered");
-        self.stats.dead_letter(&self.route.name, kind.as_str());
+        self.stats.dead_lettered(record, &letter);
         let out = dlq::record(record, &letter, &self.route.dlq);
         // A refused DLQ record holds the partition rather than losing the event.
         let delivery = loop {

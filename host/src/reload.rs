@@ -48,7 +48,10 @@ pub struct Controller {
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Controller").field("config", &self.config.path).field("routes", &self.routes.len()).finish_non_exhaustive()
+        f.debug_struct("Controller")
+            .field("config", &self.config.path)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,9 +172,14 @@ impl Controller {
         }
         let resolved: BTreeMap<String, Arc<LoadedPlugin>> = plugins
             .iter()
-            .map(|(name, offer)| (name.clone(), match offer {
-                Offer::New(p) | Offer::Unchanged(p) => p.clone(),
-            }))
+            .map(|(name, offer)| {
+                (
+                    name.clone(),
+                    match offer {
+                        Offer::New(p) | Offer::Unchanged(p) => p.clone(),
+                    },
+                )
+            })
             .collect();
 
         let mut next = BTreeMap::new();
@@ -341,8 +349,7 @@ impl Controller {
                 .iter()
                 .map(|p| if p.name == plugin.name { plugin.clone() } else { p.clone() })
                 .collect();
-            let version =
-                build_with(&self.config, &current.route, plugins, current.tables.clone());
+            let version = build_with(&self.config, &current.route, plugins, current.tables.clone());
             versions.push((name.clone(), Arc::new(version)));
         }
         check_chains(versions.iter().map(|(_, v)| v.clone()).collect()).await?;
@@ -375,7 +382,10 @@ impl Controller {
     }
 
     fn plugin_info(&self, name: &str) -> Option<PluginInfo> {
-        self.registry.iter().find(|(n, _, _)| *n == name).map(|(n, current, previous)| self.info_of(n, current, previous))
+        self.registry
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(n, current, previous)| self.info_of(n, current, previous))
     }
 
     fn info_of(&self, name: &str, current: &Arc<LoadedPlugin>, previous: Option<&Arc<LoadedPlugin>>) -> PluginInfo {

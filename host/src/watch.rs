@@ -27,7 +27,12 @@ pub fn start(plugin_dir: &Path, config: &Path, quiet: Duration, out: mpsc::Sende
     let plugins = canonical(plugin_dir)?;
     let config_dir = canonical(config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
     let config_name = config.file_name().map(OsString::from);
-    let classify = Classifier { plugins: plugins.clone(), plugin_dir: plugin_dir.into(), config_dir: config_dir.clone(), config_name };
+    let classify = Classifier {
+        plugins: plugins.clone(),
+        plugin_dir: plugin_dir.into(),
+        config_dir: config_dir.clone(),
+        config_name,
+    };
 
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
         Ok(event) => {
@@ -39,7 +44,9 @@ pub fn start(plugin_dir: &Path, config: &Path, quiet: Duration, out: mpsc::Sende
         }
         Err(e) => tracing::warn!(error = %e, "file watch error"),
     })?;
-    watcher.watch(&plugins, RecursiveMode::NonRecursive).map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", plugins.display()))?;
+    watcher
+        .watch(&plugins, RecursiveMode::NonRecursive)
+        .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", plugins.display()))?;
     if config_dir != plugins {
         watcher
             .watch(&config_dir, RecursiveMode::NonRecursive)

@@ -49,7 +49,11 @@ impl Host {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done(self) {
             assert!(!self.task.is_finished(), "the pipeline stopped early");
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; last reloads: {:#?}", self.snapshot().reloads);
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last reloads: {:#?}",
+                self.snapshot().reloads
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -85,7 +89,9 @@ fn config_with(group: &str, extra: &str, routes: &str) -> String {
 }
 
 fn route(name: &str, input: &str, output: &str, dlq: &str, steps: &str) -> String {
-    format!("[[routes]]\nname = \"{name}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\ndlq = \"{dlq}\"\n{steps}\n")
+    format!(
+        "[[routes]]\nname = \"{name}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\ndlq = \"{dlq}\"\n{steps}\n"
+    )
 }
 
 fn step(plugin: &str, config: &str) -> String {
@@ -193,9 +199,10 @@ async fn a_plugin_swapped_under_50k_events_loses_nothing_and_switches_once_per_p
     let (old_v, new_v) = (format!("stamp@{}", hash(&old)), format!("stamp@{}", hash(&new)));
 
     produce(&input, &numbered(0, 25_000)).await;
-    let host = start(&config_text(&unique("swap"), &route("swap", &input, &output, &dlq, &step("stamp", ""))), &[(
-        "stamp", &old,
-    )]);
+    let host = start(
+        &config_text(&unique("swap"), &route("swap", &input, &output, &dlq, &step("stamp", ""))),
+        &[("stamp", &old)],
+    );
     host.until_completed(5_000).await;
     replace_atomically(&host.plugin_path("stamp"), &new);
     host.until_reloads("plugin", true, 1).await;
@@ -372,7 +379,8 @@ async fn config_edits_under_traffic_apply_without_restarting_other_routes() {
     host.until_completed(4500).await;
 
     // An invalid config, and one that needs a restart, are refused; traffic goes on.
-    std::fs::write(&config, config_text(&group, &format!("{a}{b2}{c}")).replace("outputs = [", "outputs = [[")).unwrap();
+    std::fs::write(&config, config_text(&group, &format!("{a}{b2}{c}")).replace("outputs = [", "outputs = [["))
+        .unwrap();
     host.until_reloads("config", false, 1).await;
     let refused = host.snapshot().reloads.last().unwrap().message.clone();
     assert!(refused.contains("sluice.toml:"), "{refused}");
@@ -397,7 +405,9 @@ async fn config_edits_under_traffic_apply_without_restarting_other_routes() {
     let ns = |topic: &str| -> Vec<i64> {
         let mut ns: Vec<i64> = read_all(topic)
             .iter()
-            .map(|r| serde_json::from_str::<serde_json::Value>(r.value.as_deref().unwrap()).unwrap()["n"].as_i64().unwrap())
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(r.value.as_deref().unwrap()).unwrap()["n"].as_i64().unwrap()
+            })
             .collect();
         ns.sort_unstable();
         ns
@@ -425,7 +435,8 @@ async fn sighup_reloads_the_config_of_the_running_binary() {
     let config = dir.path().join("sluice.toml");
     let write = |routes: &str| std::fs::write(&config, config_with(&group, &extra, routes)).unwrap();
     write(&route("a", &in_a, &out_a, &dlq, &pass));
-    let mut child = sluice().args(["run", "--config"]).arg(&config).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child =
+        sluice().args(["run", "--config"]).arg(&config).stderr(std::process::Stdio::null()).spawn().unwrap();
     produce(&in_a, &numbered(0, 10)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while read_all(&out_a).len() < 10 {
