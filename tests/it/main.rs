@@ -12,6 +12,7 @@ mod config;
 mod golden;
 mod hostile;
 mod interop;
+mod metrics;
 mod pipeline;
 mod plugins;
 mod produce;
