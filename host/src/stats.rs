@@ -134,7 +134,7 @@ impl Stats {
     /// One failed attempt at an input, whatever happens to it next.
     pub fn failed(&self, route: &str, plugin: &str, kind: ErrorKind, record: &Record, message: &str) {
         tracing::debug!(route, plugin, topic = %record.topic, partition = record.partition, offset = record.offset,
-            attempt = record.attempt, %kind, message, "attempt failed");
+            attempt = record.attempt, %kind, error = message, "attempt failed");
         bump(&self.failures, (route.to_owned(), plugin_name(plugin).to_owned(), kind.as_str()), 1);
     }
 
@@ -142,7 +142,7 @@ impl Stats {
     /// recent errors.
     pub fn dead_lettered(&self, record: &Record, letter: &DeadLetter) {
         tracing::warn!(route = %letter.route, topic = %record.topic, partition = record.partition, offset = record.offset,
-            kind = %letter.kind, plugin = %letter.plugin, attempts = letter.attempts, message = %letter.message, "dead-lettered");
+            kind = %letter.kind, plugin = %letter.plugin, attempts = letter.attempts, error = %letter.message, "dead-lettered");
         self.count_dead_letter(&letter.route, &letter.plugin, letter.kind.as_str(), letter.kind.is_fault());
         self.recent.push(RecentError::now(
             &letter.route,
