@@ -16,6 +16,18 @@ command -v cargo >/dev/null || { echo "cargo not found: install rustup from http
 rustup show active-toolchain
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
+step "headless Chromium (the status page test renders /)"
+if ! command -v chromium >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium not found and apt-get unavailable: install Chromium (the status page test needs it in CI)" >&2
+  fi
+fi
+command -v chromium >/dev/null && chromium --version 2>/dev/null || true
+
 step "formatting"
 cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check)

@@ -1,9 +1,10 @@
-//! The admin HTTP server: health, status and plugin control for operators
-//! and for `sluice plugins` / `sluice reload`.
+//! The admin HTTP server: health, readiness, metrics, status and plugin
+//! control for operators and for `sluice plugins` / `sluice reload`.
 //!
 //! It only reads the controller's published [`Snapshot`] and the counters,
 //! and passes changes on as [`Request`]s; the reload controller decides.
-//! Every answer but `/healthz` is JSON; errors are `{"error": "..."}`.
+//! Every answer but `/healthz`, `/metrics` and the status page at `/` is
+//! JSON; errors are `{"error": "..."}`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,14 +13,15 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{PluginInfo, ReloadInfo, Request, RouteInfo, Shared};
+use crate::stats::{PartitionStatus, RecentError};
 
 /// Opens the admin listener, so that a taken port stops `sluice run` before
 /// it consumes anything.
@@ -43,7 +45,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
 /// Every endpoint. A new one is one more `.route` line above the fallbacks.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/plugins", get(plugins))
         .route("/plugins/{name}/rollback", post(rollback))
@@ -77,6 +82,34 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The status page: one self-contained HTML file that polls `/status`.
+const PAGE: &str = include_str!("admin/page.html");
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// `GET /readyz`: 200 `{"ready": true}`, or 503 `{"ready": false, "reason": ...}`.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.stats.not_ready() {
+        None => Json(serde_json::json!({ "ready": true })).into_response(),
+        Some(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "ready": false, "reason": reason })))
+                .into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    match crate::metrics::encode(&shared.stats, &shared.snapshot()) {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the metrics: {e}")).into_response()
+        }
+    }
+}
+
 /// `GET /status`: the snapshot plus the counters.
 #[derive(Debug, Serialize)]
 struct Status<'a> {
@@ -87,6 +120,12 @@ struct Status<'a> {
     counters: BTreeMap<String, BTreeMap<&'static str, u64>>,
     /// route → DLQ error kind → count, for every route known to either side.
     dlq: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// Every assigned partition: route, offsets, lag, in-flight.
+    partitions: Vec<PartitionStatus>,
+    /// The latest dead letters and stopped workers, newest last.
+    recent_errors: Vec<RecentError>,
+    /// Why `/readyz` answers 503; `None` when it answers 200.
+    not_ready: Option<String>,
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
@@ -94,8 +133,21 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
     let counters = shared.stats.by_route();
     let names = snapshot.routes.iter().map(|r| r.name.clone()).chain(counters.keys().cloned());
     let dlq = names.map(|route| (route.clone(), shared.stats.dlq_kinds(&route))).collect();
-    let status =
-        Status { routes: &snapshot.routes, plugins: &snapshot.plugins, reloads: &snapshot.reloads, counters, dlq };
+    let mut partitions = shared.stats.partitions.list();
+    for p in partitions.iter_mut().filter(|p| p.route.is_none()) {
+        // Not started yet: the route that reads the topic will run it.
+        p.route = snapshot.routes.iter().find(|r| r.inputs.contains(&p.topic)).map(|r| r.name.clone());
+    }
+    let status = Status {
+        routes: &snapshot.routes,
+        plugins: &snapshot.plugins,
+        reloads: &snapshot.reloads,
+        counters,
+        dlq,
+        partitions,
+        recent_errors: shared.stats.recent_errors(),
+        not_ready: shared.stats.not_ready(),
+    };
     Json(status).into_response()
 }
 

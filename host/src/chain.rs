@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sluice_sdk::{Failure, Verdict};
 
@@ -80,6 +81,16 @@ pub struct Chain {
 impl Chain {
     /// Runs the batch through every step and returns one disposition per input.
     pub fn run(&mut self, inputs: &[Record]) -> Vec<Disposition> {
+        self.run_observed(inputs, &mut |_, _, _| {})
+    }
+
+    /// [`Chain::run`], telling `observe` how long each plugin call took:
+    /// (plugin `name@hash`, time, events in the call).
+    pub fn run_observed(
+        &mut self,
+        inputs: &[Record],
+        observe: &mut dyn FnMut(&str, Duration, usize),
+    ) -> Vec<Disposition> {
         let mut failed: Vec<Option<Failed>> = vec![None; inputs.len()];
         let mut dropped: Vec<Option<(Option<String>, String)>> = vec![None; inputs.len()];
         let mut current: Vec<InFlight> = inputs
@@ -95,8 +106,10 @@ impl Chain {
             }
             // Borrowed: the records are encoded straight into the batch buffer.
             let records: Vec<&Record> = current.iter().map(|f| &f.record).collect();
+            let started = Instant::now();
             let answers = step.invoker.run(&records);
             let plugin = step.invoker.plugin().version();
+            observe(&plugin, started.elapsed(), records.len());
             let mut next = Vec::with_capacity(current.len());
             let mut emitted_count = vec![0usize; inputs.len()];
             let mut emitted_bytes = vec![0u64; inputs.len()];

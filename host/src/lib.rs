@@ -19,6 +19,7 @@ pub mod files;
 pub mod invoke;
 pub mod kafka;
 pub mod local;
+pub mod metrics;
 pub mod offsets;
 pub mod partition;
 pub mod pipeline;

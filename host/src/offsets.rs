@@ -4,11 +4,12 @@
 //! watermark.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
 
+use crate::metrics;
 use crate::sink::{OutRecord, Sink};
 use crate::stats::{Event, Stats};
 
@@ -37,9 +38,16 @@ pub async fn acknowledge_in_order(
     stats: Arc<Stats>,
     route: String,
 ) {
+    let end_to_end = stats.histograms.end_to_end(&route);
     while let Some(Pending { offset, deliveries }) = pending.recv().await {
+        // Every output of an input carries the input's timestamp.
+        let timestamp = deliveries.first().and_then(|(record, _)| record.timestamp);
         for (record, delivery) in deliveries {
             wait_delivered(&sink, record, delivery).await;
+        }
+        if let Some(timestamp) = timestamp {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            end_to_end.observe(metrics::age_seconds(timestamp, now));
         }
         store(offset + 1);
         stats.add(&route, Event::Completed, 1);

@@ -97,6 +97,9 @@ impl Worker {
         // Sandbox faults of this record: the poison-pill breaker.
         let mut faults = 0;
         loop {
+            if let Disposition::Failed(f) = &disposition {
+                self.stats.failed(&self.route.name, &f.plugin, f.kind, &record, &f.message);
+            }
             let mut failed = match disposition {
                 Disposition::Failed(f) if f.retryable => f,
                 Disposition::Failed(f) => {
@@ -107,8 +110,8 @@ impl Worker {
                     self.deliver(&record, outputs).await;
                     return true;
                 }
-                Disposition::Dropped { .. } => {
-                    self.stats.add(&self.route.name, Event::Dropped, 1);
+                Disposition::Dropped { plugin, .. } => {
+                    self.stats.dropped(&self.route.name, &plugin);
                     self.pend(record.offset, Vec::new());
                     return true;
                 }
@@ -131,9 +134,7 @@ impl Worker {
             }
             let next_attempt = record.attempt + 1;
             let delay = retry::backoff_random(&policy, next_attempt, failed.delay_ms);
-            self.stats.add(&self.route.name, Event::Retried, 1);
-            tracing::debug!(route = %self.route.name, topic = %record.topic, partition = record.partition,
-                offset = record.offset, attempt = next_attempt, ?delay, "retrying");
+            self.stats.retried(&self.route.name, &failed.plugin, &record, delay);
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return false,
@@ -184,9 +185,12 @@ impl Worker {
         let placeholder =
             Chain { steps: Vec::new(), targets: self.chain.targets.clone(), lineage: self.chain.lineage.clone() };
         let chain = std::mem::replace(&mut self.chain, placeholder);
+        let at = queue.first().map(|r| (r.topic.clone(), r.partition));
+        let (stats, route) = (self.stats.clone(), self.route.name.clone());
         let joined = tokio::task::spawn_blocking(move || {
             let mut chain = chain;
-            let dispositions = chain.run(&queue);
+            let mut observe = |plugin: &str, took, events| stats.histograms.plugin_call(&route, plugin, took, events);
+            let dispositions = chain.run_observed(&queue, &mut observe);
             (chain, queue, dispositions)
         })
         .await;
@@ -197,7 +201,8 @@ impl Worker {
             }
             Err(e) => {
                 // The chain isolates plugin faults; a panic here is a host bug.
-                tracing::error!(route = %self.route.name, error = %e, "plugin chain panicked; stopping this partition's worker");
+                let (topic, partition) = at.unwrap_or_default();
+                self.stats.worker_stopped(&self.route.name, &topic, partition, &e.to_string());
                 self.cancel.cancel();
                 None
             }
@@ -207,7 +212,7 @@ impl Worker {
     async fn deliver(&mut self, record: &Record, outputs: Vec<OutRecord>) {
         let route = self.route.name.clone();
         if outputs.is_empty() {
-            self.stats.add(&route, Event::Dropped, 1);
+            self.stats.dropped(&route, "");
             self.pend(record.offset, Vec::new());
             return;
         }
@@ -251,9 +256,7 @@ impl Worker {
             group: self.route.group.clone(),
             attempts: record.attempt,
         };
-        tracing::warn!(route = %letter.route, topic = %record.topic, partition = record.partition, offset = record.offset,
-            kind = %letter.kind, plugin = %letter.plugin, attempts = letter.attempts, message = %letter.message, "dead-lettered");
-        self.stats.dead_letter(&self.route.name, kind.as_str());
+        self.stats.dead_lettered(record, &letter);
         let out = dlq::record(record, &letter, &self.route.dlq);
         // A refused DLQ record holds the partition rather than losing the event.
         let delivery = loop {

@@ -24,8 +24,11 @@ use crate::route_version::RouteVersion;
 use crate::runtime::Runtime;
 use crate::sink::Sink;
 use crate::source::{self, Feed, SourceConsumer, SourceContext};
-use crate::stats::Stats;
+use crate::stats::{PartitionLive, Stats};
 use crate::watch;
+
+/// librdkafka's statistics period; the operator may set it in `[broker.consumer]`.
+const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
 
 /// How long shutdown waits for the final synchronous commit.
 const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(10);
@@ -34,6 +37,7 @@ const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(10);
 struct Partition {
     feed: Feed,
     cancel: CancellationToken,
+    live: Arc<PartitionLive>,
 }
 
 /// Handles to a running pipeline, for the demo and tests.
@@ -94,11 +98,14 @@ pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::R
     let sink = Sink::new(producer);
 
     let consumer_props = config.consumer_properties();
-    let consumer: Arc<SourceConsumer> = Arc::new(
-        kafka::consumer_config(&bootstrap, &config.broker.group, &consumer_props)
-            .create_with_context(SourceContext::default())
-            .context("cannot create the consumer")?,
-    );
+    let mut consumer_config = kafka::consumer_config(&bootstrap, &config.broker.group, &consumer_props);
+    if !consumer_props.contains_key(STATISTICS_INTERVAL) {
+        // Lag and watermarks for /status and /metrics come from these reports.
+        consumer_config.set(STATISTICS_INTERVAL, "1000");
+    }
+    let context = SourceContext::new(handle.stats.clone());
+    let consumer: Arc<SourceConsumer> =
+        Arc::new(consumer_config.create_with_context(context).context("cannot create the consumer")?);
 
     // Everything below the controller (admin, watcher, SIGHUP) stops with it.
     let services = handle.shutdown.child_token();
@@ -156,10 +163,11 @@ pub async fn run(config: Config, bootstrap: String, handle: Handle) -> anyhow::R
                     let partition = start_partition(versions, &key, &sink, &consumer, &handle, &config, &mut tasks).await?;
                     partitions.insert(key.clone(), partition);
                 }
-                if let Some(p) = partitions.get_mut(&key)
-                    && p.feed.push(record)
-                {
-                    source::pause(&consumer, &key.0, key.1);
+                if let Some(p) = partitions.get_mut(&key) {
+                    p.live.received();
+                    if p.feed.push(record) {
+                        source::pause(&consumer, &key.0, key.1);
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -255,11 +263,14 @@ async fn start_partition(
     let cancel = handle.shutdown.child_token();
     let (tx, rx) = mpsc::channel(config.delivery.queue_per_partition);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let live = handle.stats.partitions.started(topic, *partition, &route.name);
     let store = {
         let consumer = consumer.clone();
         let topic = topic.clone();
         let partition = *partition;
+        let live = live.clone();
         Box::new(move |next: i64| {
+            live.completed(next);
             // `store_offsets` takes the offset to commit (the next to read);
             // the single-offset `store_offset` would add one more.
             let mut tpl = rdkafka::TopicPartitionList::new();
@@ -286,5 +297,5 @@ async fn start_partition(
     tasks.spawn(worker.run(rx));
     handle.stats.partition_started(&route.name);
     tracing::info!(route = %route.name, %topic, partition, chain = %chain_lineage, "partition worker started");
-    Ok(Partition { feed: Feed::new(tx), cancel })
+    Ok(Partition { feed: Feed::new(tx), cancel, live })
 }

@@ -371,7 +371,7 @@ impl Controller {
             Ok(from) => {
                 let info = self.plugin_info(name).ok_or_else(|| format!("plugin \"{name}\" vanished"))?;
                 let message = format!("{from} → {}", info.current.version);
-                tracing::info!(plugin = %name, %message, "plugin rolled back");
+                tracing::info!(plugin = %name, outcome = %message, "plugin rolled back");
                 self.record("plugin", &what, true, message);
                 Ok(info)
             }

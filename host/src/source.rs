@@ -4,22 +4,46 @@
 //! `max.poll.interval.ms` however long a plugin or a backoff takes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::record::Record;
+use crate::stats::{BrokerView, Stats};
 
-/// Commits on revoke and tells the poll loop which partitions went away.
+/// Commits on revoke and tells the poll loop which partitions went away;
+/// keeps the assignment and librdkafka's statistics (lag, watermarks) in the
+/// stats for `/status`, `/metrics` and `/readyz`.
 #[derive(Debug, Default)]
 pub struct SourceContext {
     revoked: Mutex<Vec<(String, i32)>>,
+    pub stats: Arc<Stats>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            // librdkafka reports an internal partition -1 per topic.
+            for p in topic.partitions.values().filter(|p| p.partition >= 0) {
+                let lag = if p.consumer_lag_stored >= 0 { p.consumer_lag_stored } else { p.consumer_lag };
+                let view = BrokerView {
+                    low_watermark: p.lo_offset,
+                    high_watermark: p.hi_offset,
+                    committed: p.committed_offset,
+                    lag,
+                };
+                self.stats.partitions.broker(name, p.partition, view);
+            }
+        }
+    }
+}
+
+fn keys(partitions: &TopicPartitionList) -> Vec<(String, i32)> {
+    partitions.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -28,20 +52,26 @@ impl ConsumerContext for SourceContext {
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "commit on revoke (nothing stored yet is fine)");
             }
-            let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-            revoked.extend(partitions.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+            let keys = keys(partitions);
+            self.stats.partitions.revoked(&keys);
+            self.revoked.lock().unwrap_or_else(|e| e.into_inner()).extend(keys);
             tracing::info!(partitions = partitions.count(), "partitions revoked");
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
+            self.stats.partitions.assigned(&keys(partitions));
             tracing::info!(partitions = partitions.count(), "partitions assigned");
         }
     }
 }
 
 impl SourceContext {
+    pub fn new(stats: Arc<Stats>) -> Self {
+        SourceContext { revoked: Mutex::default(), stats }
+    }
+
     pub fn take_revoked(&self) -> Vec<(String, i32)> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
     }

@@ -127,7 +127,7 @@ impl Drop for FakeHost {
 }
 
 /// One request, its body read.
-fn request(method: &str, url: &str) -> ureq::http::Response<String> {
+pub fn request(method: &str, url: &str) -> ureq::http::Response<String> {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
@@ -146,7 +146,7 @@ fn request(method: &str, url: &str) -> ureq::http::Response<String> {
 }
 
 /// (status, content type, body) of one request.
-fn http(method: &str, url: &str) -> (u16, String, String) {
+pub fn http(method: &str, url: &str) -> (u16, String, String) {
     let response = request(method, url);
     let content_type =
         response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();

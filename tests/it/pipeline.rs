@@ -12,8 +12,8 @@ use crate::broker::{self, Read, bootstrap, create_topics, produce, read_all, uni
 use crate::support::repo;
 
 pub struct Running {
-    handle: Handle,
-    task: JoinHandle<anyhow::Result<RunReport>>,
+    pub handle: Handle,
+    pub task: JoinHandle<anyhow::Result<RunReport>>,
 }
 
 /// Starts a pipeline on the test broker. `routes` is the TOML of the
