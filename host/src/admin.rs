@@ -136,7 +136,11 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
     let mut partitions = shared.stats.partitions.list();
     for p in partitions.iter_mut().filter(|p| p.route.is_none()) {
         // Not started yet: the route that reads the topic will run it.
-        p.route = snapshot.routes.iter().find(|r| r.inputs.contains(&p.topic)).map(|r| r.name.clone());
+        p.route = snapshot
+            .routes
+            .iter()
+            .find(|r| r.inputs.contains(&p.topic) || r.retry_topics.contains(&p.topic))
+            .map(|r| r.name.clone());
     }
     let status = Status {
         routes: &snapshot.routes,

@@ -12,6 +12,7 @@ use crate::correlation;
 use crate::dlq::ErrorKind;
 use crate::invoke::Invoker;
 use crate::record::Record;
+use crate::retry_topic;
 use crate::runtime::Budgets;
 use crate::sink::OutRecord;
 
@@ -222,7 +223,14 @@ impl Chain {
                     timestamp: inputs[input].timestamp,
                     key: flight.record.key.clone(),
                     value: flight.record.value.clone(),
-                    headers: flight.record.headers.clone(),
+                    // Retry-tier bookkeeping belongs to this route alone.
+                    headers: flight
+                        .record
+                        .headers
+                        .iter()
+                        .filter(|(name, _)| !name.starts_with(retry_topic::PREFIX))
+                        .cloned()
+                        .collect(),
                 };
                 let id = correlation_ids[input].get_or_insert_with(|| correlation::id_for(&inputs[input]));
                 correlation::stamp(&mut out, id, &inputs[input]);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::config::{Bootstrap, Config, RetryPolicy, show_duration};
+use crate::config::{Bootstrap, Config, RetryPolicy, RetryTopic, show_duration};
 use crate::runtime::{LoadedPlugin, Runtime};
 use crate::tables::{Table, Tables};
 
@@ -36,6 +36,7 @@ pub struct RouteReport {
     pub allow: Vec<String>,
     pub dlq: String,
     pub retry: RetryPolicy,
+    pub retry_topics: Vec<RetryTopic>,
 }
 
 /// One table, as loaded.
@@ -139,6 +140,7 @@ pub fn verify(config: &Config) -> anyhow::Result<CheckReport> {
             allow: route.allow.iter().filter(|t| !route.outputs.contains(t)).cloned().collect(),
             dlq: route.dlq.clone(),
             retry: route.retry,
+            retry_topics: route.retry_topics.clone(),
         });
     }
 
@@ -180,6 +182,14 @@ impl fmt::Display for CheckReport {
                 show_duration(r.max_backoff),
                 (r.jitter * 100.0).round()
             )?;
+            if !route.retry_topics.is_empty() {
+                let tiers: Vec<String> = route
+                    .retry_topics
+                    .iter()
+                    .map(|t| format!("{} (after {})", t.topic, show_duration(t.delay)))
+                    .collect();
+                writeln!(f, "  then retry topics: {}, then the dlq", tiers.join(" → "))?;
+            }
         }
         for table in &self.tables {
             let duplicates = match table.duplicate_keys {

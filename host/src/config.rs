@@ -115,8 +115,25 @@ pub struct Route {
     /// The dead-letter topic: not an input or output of any route.
     pub dlq: String,
     pub retry: RetryPolicy,
+    /// Retry tiers, in order; empty: the DLQ follows the in-place retries.
+    pub retry_topics: Vec<RetryTopic>,
     /// At least one step, in order.
     pub chain: Vec<Step>,
+}
+
+impl Route {
+    /// Every topic the route consumes: its inputs, then its retry tiers.
+    pub fn consumed(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().chain(self.retry_topics.iter().map(|t| &t.topic)).map(String::as_str)
+    }
+}
+
+/// A retry tier: a topic the route writes records to when their in-place
+/// retries run out, and consumes again once `delay` has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryTopic {
+    pub topic: String,
+    pub delay: Duration,
 }
 
 /// How a transient failure is retried in place before the record goes to
@@ -256,12 +273,12 @@ impl Config {
 
     /// The route that consumes `topic`, if any.
     pub fn route_for_topic(&self, topic: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.inputs.iter().any(|t| t == topic))
+        self.routes.iter().find(|r| r.consumed().any(|t| t == topic))
     }
 
-    /// Every input topic, in route order.
+    /// Every topic consumed (inputs and retry tiers), in route order.
     pub fn input_topics(&self) -> Vec<&str> {
-        self.routes.iter().flat_map(|r| r.inputs.iter().map(String::as_str)).collect()
+        self.routes.iter().flat_map(Route::consumed).collect()
     }
 
     /// Loads every declared table; an error names the config file, the

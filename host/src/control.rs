@@ -54,6 +54,9 @@ pub struct RouteInfo {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub dlq: String,
+    /// Retry tiers, in order; consumed by the route like its inputs.
+    #[serde(default)]
+    pub retry_topics: Vec<String>,
     /// The chain's plugin versions in order, `name@hash`.
     pub chain: Vec<String>,
 }

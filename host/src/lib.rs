@@ -29,6 +29,7 @@ pub mod record;
 pub mod registry;
 pub mod reload;
 pub mod retry;
+pub mod retry_topic;
 pub mod route_version;
 pub mod runtime;
 pub mod scaffold;

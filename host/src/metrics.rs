@@ -168,6 +168,10 @@ impl Collector for Exported {
         for (event, help) in [
             (Event::Dropped, "Inputs with nothing to produce, by the plugin that dropped them (empty: none did)"),
             (Event::Retried, "Retries of an input, by the plugin that failed on it"),
+            (
+                Event::SentToRetryTopic,
+                "Inputs sent on to a retry topic when their in-place retries ran out, by the plugin that failed on it",
+            ),
         ] {
             let rows = by_plugin
                 .iter()

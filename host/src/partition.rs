@@ -4,17 +4,19 @@
 //! values, to the partition's acknowledger.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, Disposition, Failed};
-use crate::config::RetryPolicy;
+use crate::config::{RetryPolicy, RetryTopic};
 use crate::dlq::{self, DeadLetter, ErrorKind};
 use crate::offsets::Pending;
 use crate::record::Record;
 use crate::retry;
+use crate::retry_topic::{self, Next};
 use crate::route_version::RouteVersion;
 use crate::sink::{OutRecord, Sink};
 use crate::stats::{Event, Stats};
@@ -26,6 +28,8 @@ pub struct RouteContext {
     pub group: String,
     pub dlq: String,
     pub retry: RetryPolicy,
+    /// Where records go, in order, when their in-place retries run out.
+    pub retry_topics: Vec<RetryTopic>,
     pub batch_size: usize,
 }
 
@@ -46,19 +50,46 @@ pub struct Worker {
 impl Worker {
     /// Processes records until the channel closes or the worker is cancelled.
     pub async fn run(mut self, mut records: mpsc::Receiver<Record>) {
+        // A retry-tier record taken from the queue before it was due: the
+        // first of the next batch.
+        let mut held: Option<Record> = None;
         loop {
-            let first = tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => return,
-                next = records.recv() => match next {
-                    Some(record) => record,
-                    None => return,
+            let mut first = match held.take() {
+                Some(record) => record,
+                None => tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => return,
+                    next = records.recv() => match next {
+                        Some(record) => record,
+                        None => return,
+                    },
                 },
             };
+            // Waiting here fills the partition's queue, and the source pauses
+            // the partition: the poll loop never sleeps.
+            if let Some(wait) = retry_topic::due_in(&first, &self.route.retry_topics, SystemTime::now()) {
+                tracing::debug!(route = %self.route.name, topic = %first.topic, partition = first.partition,
+                    offset = first.offset, ?wait, "retry-topic record not yet due; holding its partition");
+                tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            retry_topic::resume(&mut first, &self.route.retry_topics);
             let mut batch = vec![first];
             while batch.len() < self.route.batch_size {
                 match records.try_recv() {
-                    Ok(record) => batch.push(record),
+                    Ok(record)
+                        if retry_topic::due_in(&record, &self.route.retry_topics, SystemTime::now()).is_some() =>
+                    {
+                        held = Some(record);
+                        break;
+                    }
+                    Ok(mut record) => {
+                        retry_topic::resume(&mut record, &self.route.retry_topics);
+                        batch.push(record);
+                    }
                     Err(_) => break,
                 }
             }
@@ -96,6 +127,8 @@ impl Worker {
     async fn settle(&mut self, mut record: Record, mut disposition: Disposition) -> bool {
         // Sandbox faults of this record: the poison-pill breaker.
         let mut faults = 0;
+        // Attempts count across retry tiers; the in-place policy counts this pass.
+        let pass_start = record.attempt;
         loop {
             if let Disposition::Failed(f) = &disposition {
                 self.stats.failed(&self.route.name, &f.plugin, f.kind, &record, &f.message);
@@ -128,12 +161,13 @@ impl Worker {
                     return true;
                 }
             }
-            if record.attempt >= policy.max_attempts {
-                self.dead_letter(&record, failed).await;
+            let pass_attempt = record.attempt - pass_start + 1;
+            if pass_attempt >= policy.max_attempts {
+                self.retries_ran_out(&record, failed).await;
                 return true;
             }
             let next_attempt = record.attempt + 1;
-            let delay = retry::backoff_random(&policy, next_attempt, failed.delay_ms);
+            let delay = retry::backoff_random(&policy, pass_attempt + 1, failed.delay_ms);
             self.stats.retried(&self.route.name, &failed.plugin, &record, delay);
             tokio::select! {
                 biased;
@@ -241,6 +275,32 @@ impl Worker {
         self.pend(record.offset, deliveries);
     }
 
+    /// The next retry tier, or the DLQ after the last.
+    async fn retries_ran_out(&mut self, record: &Record, failed: Failed) {
+        let tiers = &self.route.retry_topics;
+        let Next::Tier(tier) = retry_topic::next(&record.topic, tiers) else {
+            return self.dead_letter(record, failed).await;
+        };
+        let failure = retry_topic::Failure { kind: failed.kind, message: &failed.message, plugin: &failed.plugin };
+        let out = retry_topic::record(record, tiers, tier, failure, SystemTime::now());
+        match self.sink.send(&out).await {
+            Ok(delivery) => {
+                self.stats.sent_to_retry_topic(&self.route.name, &failed.plugin, record, &tier.topic);
+                self.pend(record.offset, vec![(out, delivery)]);
+            }
+            Err(e) => {
+                let failed = Failed {
+                    message: format!(
+                        "{}; and the producer refused it to retry topic {}: {e}",
+                        failed.message, tier.topic
+                    ),
+                    ..failed
+                };
+                self.dead_letter(record, failed).await;
+            }
+        }
+    }
+
     async fn dead_letter(&mut self, record: &Record, failed: Failed) {
         let deliveries = self.dead_letter_record(record, failed).await;
         self.pend(record.offset, deliveries);
@@ -248,6 +308,7 @@ impl Worker {
 
     async fn dead_letter_record(&mut self, record: &Record, failed: Failed) -> Vec<(OutRecord, DeliveryFuture)> {
         let kind = failed.kind;
+        let tiers = &self.route.retry_topics;
         let letter = DeadLetter {
             kind,
             message: failed.message,
@@ -257,7 +318,8 @@ impl Worker {
             attempts: record.attempt,
         };
         self.stats.dead_lettered(record, &letter);
-        let out = dlq::record(record, &letter, &self.route.dlq);
+        // A record from a retry tier is dead-lettered as the event it was.
+        let out = dlq::record(&retry_topic::original(record, tiers), &letter, &self.route.dlq);
         // A refused DLQ record holds the partition rather than losing the event.
         let delivery = loop {
             match self.sink.send(&out).await {

@@ -271,7 +271,7 @@ impl Controller {
     /// running the old route (their workers belong to it), so it is refused.
     fn check_no_topic_moves(&self, new: &Config) -> Result<(), String> {
         for route in &new.routes {
-            for topic in &route.inputs {
+            for topic in route.consumed() {
                 if let Some(old) = self.config.route_for_topic(topic)
                     && old.name != route.name
                 {
@@ -413,8 +413,8 @@ impl Controller {
         let mut map = self.topics.write().unwrap_or_else(|e| e.into_inner());
         map.clear();
         for (name, sender) in &self.routes {
-            for topic in &sender.borrow().route.inputs {
-                map.insert(topic.clone(), sender.subscribe());
+            for topic in sender.borrow().route.consumed() {
+                map.insert(topic.to_owned(), sender.subscribe());
             }
             debug_assert!(self.config.routes.iter().any(|r| &r.name == name));
         }

@@ -41,6 +41,7 @@ impl RouteVersion {
             group: group.to_owned(),
             dlq: route.dlq.clone(),
             retry: route.retry,
+            retry_topics: route.retry_topics.clone(),
             batch_size,
         });
         let targets = Arc::new(Targets { outputs: route.outputs.clone(), allow: route.allow.clone() });
@@ -89,6 +90,7 @@ impl RouteVersion {
             inputs: self.route.inputs.clone(),
             outputs: self.route.outputs.clone(),
             dlq: self.route.dlq.clone(),
+            retry_topics: self.route.retry_topics.iter().map(|t| t.topic.clone()).collect(),
             chain: self.plugins.iter().map(|p| p.version()).collect(),
         }
     }

@@ -27,6 +27,8 @@ pub enum Event {
     Dropped,
     Emitted,
     Retried,
+    /// Inputs sent on to a retry topic after their in-place retries ran out.
+    SentToRetryTopic,
     DeadLettered,
     /// Inputs whose every output (or DLQ record) is acknowledged and whose
     /// offset is stored.
@@ -70,17 +72,19 @@ impl Event {
             Event::Dropped => "dropped",
             Event::Emitted => "emitted",
             Event::Retried => "retried",
+            Event::SentToRetryTopic => "sent_to_retry_topic",
             Event::DeadLettered => "dead_lettered",
             Event::Completed => "completed",
         }
     }
 
-    pub const ALL: [Event; 7] = [
+    pub const ALL: [Event; 8] = [
         Event::Consumed,
         Event::Delivered,
         Event::Dropped,
         Event::Emitted,
         Event::Retried,
+        Event::SentToRetryTopic,
         Event::DeadLettered,
         Event::Completed,
     ];
@@ -129,6 +133,14 @@ impl Stats {
             attempt = record.attempt + 1, ?delay, "retrying");
         self.add(route, Event::Retried, 1);
         bump(&self.by_plugin, (route.to_owned(), plugin_name(plugin).to_owned(), Event::Retried), 1);
+    }
+
+    /// An input whose in-place retries ran out, sent on to retry topic `tier`.
+    pub fn sent_to_retry_topic(&self, route: &str, plugin: &str, record: &Record, tier: &str) {
+        tracing::info!(route, plugin, topic = %record.topic, partition = record.partition, offset = record.offset,
+            retry_topic = tier, attempts = record.attempt, "in-place retries ran out; sent to the retry topic");
+        self.add(route, Event::SentToRetryTopic, 1);
+        bump(&self.by_plugin, (route.to_owned(), plugin_name(plugin).to_owned(), Event::SentToRetryTopic), 1);
     }
 
     /// One failed attempt at an input, whatever happens to it next.

@@ -32,6 +32,7 @@ fn snapshot() -> Snapshot {
             inputs: vec!["orders.in".into()],
             outputs: vec!["orders.out".into()],
             dlq: "orders.dlq".into(),
+            retry_topics: Vec::new(),
             chain: vec!["known@1111".into(), "fixed@2222".into()],
         }],
         plugins: vec![

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::plugin;
 
-fn flaky_chain(failures: u32) -> Chain {
+pub fn flaky_chain(failures: u32) -> Chain {
     let runtime = Runtime::new().unwrap();
     let loaded = runtime.load(&plugin("fx_flaky"), &Budgets::default()).unwrap();
     let config = vec![("failures".to_owned(), failures.to_string())];
@@ -46,7 +46,14 @@ async fn retries_wait_exponential_backoff_then_deliver() {
     };
     let worker = Worker {
         chain: flaky_chain(3),
-        route: Arc::new(RouteContext { name: "r".into(), group: "g".into(), dlq: "dlq".into(), retry, batch_size: 16 }),
+        route: Arc::new(RouteContext {
+            name: "r".into(),
+            group: "g".into(),
+            dlq: "dlq".into(),
+            retry,
+            retry_topics: Vec::new(),
+            batch_size: 16,
+        }),
         versions: None,
         sink: Sink::new(producer),
         acks: ack_tx,
@@ -89,6 +96,7 @@ async fn exhausted_retries_go_to_the_dlq_after_max_attempts() {
             group: "g".into(),
             dlq: "the.dlq".into(),
             retry,
+            retry_topics: Vec::new(),
             batch_size: 16,
         }),
         versions: None,

@@ -148,6 +148,12 @@ fn overrides_resolve_defaults_then_route_then_step() {
     assert_eq!(route.retry.initial_backoff, Duration::from_millis(200));
     assert_eq!(route.retry.max_backoff, Duration::from_secs(60));
     assert_eq!((route.retry.multiplier, route.retry.jitter), (3.0, 0.0));
+    let tiers: Vec<(&str, Duration)> = route.retry_topics.iter().map(|t| (t.topic.as_str(), t.delay)).collect();
+    assert_eq!(
+        tiers,
+        [("orders.events.retry.1m", Duration::from_secs(60)), ("orders.events.retry.10m", Duration::from_secs(600))]
+    );
+    assert_eq!(config.route_for_topic("orders.events.retry.10m").map(|r| r.name.as_str()), Some("orders"));
     assert_eq!(route.allow.iter().map(String::as_str).collect::<Vec<_>>(), ["orders.flagged", "orders.valid"]);
 
     let [validate, passthrough] = &route.chain[..] else { panic!("two steps") };

@@ -19,6 +19,7 @@ mod pipeline;
 mod plugins;
 mod produce;
 mod reload;
+mod retry_tiers;
 mod scaffold;
 mod status_page;
 mod support;

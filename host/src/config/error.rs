@@ -95,8 +95,8 @@ pub enum Problem {
     Bootstrap { value: String, reason: String },
     #[error("librdkafka property \"{property}\" cannot be set here: {reason}")]
     Pinned { property: String, reason: &'static str },
-    #[error("\"{topic}\" is also an input topic of route \"{route}\"; a DLQ must be a topic of its own")]
-    DlqIsInput { topic: String, route: String },
+    #[error("\"{topic}\" is also {what} of route \"{route}\"; a DLQ must be a topic of its own")]
+    DlqIsInput { topic: String, route: String, what: &'static str },
     #[error("\"{topic}\" is also in the {list} of route \"{route}\"; a DLQ must be a topic of its own")]
     DlqIsOutput { topic: String, route: String, list: &'static str },
     #[error("\"{topic}\" is also an input of this route, so the route would read its own output")]
@@ -105,6 +105,8 @@ pub enum Problem {
     Loop { path: String },
     #[error("\"{topic}\" is already an input of route \"{route}\"; a topic belongs to at most one route")]
     InputTaken { topic: String, route: String },
+    #[error("\"{topic}\" is a retry topic of route \"{route}\"; only sluice writes to a retry topic")]
+    WritesRetryTopic { topic: String, route: String },
     #[error("\"{name}\" is listed twice")]
     Repeated { name: String },
     #[error("{what} \"{name}\" is already defined at line {line}; {what} names must be unique")]

@@ -217,9 +217,26 @@ pub struct RawRoute {
     /// Overrides of `[defaults.budgets]` for every step, key by key.
     /// Default: none.
     pub budgets: Option<Spanned<RawBudgets>>,
+    /// Non-blocking retry tiers, in order: a record whose in-place retries
+    /// run out goes to the first tier's topic and is run again once its
+    /// delay has passed; then the next tier; after the last, the DLQ.
+    /// Default: none (straight to the DLQ).
+    #[serde(default)]
+    pub retry_topics: Vec<Spanned<RawRetryTopic>>,
     /// The plugins each record passes through, in order; at least one.
     /// Required.
     pub chain: Option<Spanned<Vec<Spanned<RawStep>>>>,
+}
+
+/// One `retry_topics` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a retry tier: { topic = \"orders.retry.1m\", delay = \"1m\" }")]
+pub struct RawRetryTopic {
+    /// The tier's topic: this route's alone, consumed by it. Required.
+    pub topic: Option<Spanned<String>>,
+    /// How long after it was sent a record in this tier runs again, from
+    /// 1s to 7d. Required.
+    pub delay: Option<Spanned<Quantity>>,
 }
 
 /// One `[[routes.chain]]` step.

@@ -9,10 +9,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{self, ConfigError, ConfigErrors, Position, Problem, key_segment};
-use super::raw::{self, PropertyValue, Quantity, RawBroker, RawBudgets, RawConfig, RawRetry, RawRoute, RawStep};
+use super::raw::{
+    self, PropertyValue, Quantity, RawBroker, RawBudgets, RawConfig, RawRetry, RawRetryTopic, RawRoute, RawStep,
+};
 use super::units::{self, show_duration};
 use super::{
-    Bootstrap, Broker, Config, Delivery, LoadOptions, PINNED_PROPERTIES, Reload, RetryPolicy, Route, Step, TableSpec,
+    Bootstrap, Broker, Config, Delivery, LoadOptions, PINNED_PROPERTIES, Reload, RetryPolicy, RetryTopic, Route, Step,
+    TableSpec,
 };
 use crate::runtime::Budgets;
 
@@ -66,6 +69,7 @@ struct Seen<'r> {
     outputs: &'r [Spanned<String>],
     allow: &'r [Spanned<String>],
     dlq: Option<&'r Spanned<String>>,
+    tiers: Vec<&'r Spanned<String>>,
 }
 
 impl Checker<'_> {
@@ -521,6 +525,7 @@ impl Checker<'_> {
             let retry = raw.retry.as_ref().map_or(retry, |r| self.retry(r.get_ref(), &format!("{key}.retry"), retry));
             let budgets =
                 raw.budgets.as_ref().map_or(budgets, |b| self.budgets(b.get_ref(), &format!("{key}.budgets"), budgets));
+            let retry_topics = self.retry_topics(&raw.retry_topics, &key, i, &name, &mut owners);
             let chain = self.chain(raw, spanned, &key, plugins, budgets);
             let allow = outputs.iter().chain(&allowed).cloned().collect();
             seen.push(Seen {
@@ -529,8 +534,9 @@ impl Checker<'_> {
                 outputs: &raw.outputs,
                 allow: &raw.allow,
                 dlq: raw.dlq.as_ref(),
+                tiers: raw.retry_topics.iter().filter_map(|t| t.get_ref().topic.as_ref()).collect(),
             });
-            routes.push(Route { name, inputs, outputs, allow, dlq, retry, chain });
+            routes.push(Route { name, inputs, outputs, allow, dlq, retry, retry_topics, chain });
         }
         self.across_routes(&seen, &owners);
         routes
@@ -571,6 +577,72 @@ impl Checker<'_> {
             }
         }
         topics
+    }
+
+    /// Retry tiers: each a topic of its own (no other route's input or tier)
+    /// with a delay from 1s to 7d.
+    fn retry_topics(
+        &mut self,
+        raw: &[Spanned<RawRetryTopic>],
+        route_key: &str,
+        index: usize,
+        route: &str,
+        owners: &mut HashMap<String, (usize, String)>,
+    ) -> Vec<RetryTopic> {
+        let mut tiers = Vec::new();
+        // Tier names so far: a name owned by this route and not among them is one of its inputs.
+        let mut named: BTreeSet<&str> = BTreeSet::new();
+        for (j, spanned) in raw.iter().enumerate() {
+            let key = format!("{route_key}.retry_topics[{j}]");
+            let tier = spanned.get_ref();
+            let delay = match &tier.delay {
+                None => {
+                    self.report(
+                        Some(spanned.span()),
+                        format!("{key}.delay"),
+                        Problem::Missing("give the tier's delay, such as \"1m\""),
+                    );
+                    None
+                }
+                Some(q) => self.duration(q, &format!("{key}.delay")).filter(|d| {
+                    let ok = (Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600)).contains(d);
+                    if !ok {
+                        self.report(
+                            Some(q.span()),
+                            format!("{key}.delay"),
+                            Problem::OutOfRange { value: as_written(q.get_ref()), range: "from 1s to 7d" },
+                        );
+                    }
+                    ok
+                }),
+            };
+            let Some(topic) = &tier.topic else {
+                self.report(Some(spanned.span()), format!("{key}.topic"), Problem::Missing("name the tier's topic"));
+                continue;
+            };
+            if !self.topic(topic, &format!("{key}.topic")) {
+                continue;
+            }
+            let name = topic.get_ref();
+            match owners.get(name) {
+                Some((owner, _)) if *owner == index && named.contains(name.as_str()) => {
+                    self.report(Some(topic.span()), format!("{key}.topic"), Problem::Repeated { name: name.clone() })
+                }
+                Some((_, other)) => self.report(
+                    Some(topic.span()),
+                    format!("{key}.topic"),
+                    Problem::InputTaken { topic: name.clone(), route: other.clone() },
+                ),
+                None => {
+                    owners.insert(name.clone(), (index, route.to_owned()));
+                }
+            }
+            named.insert(name);
+            if let Some(delay) = delay {
+                tiers.push(RetryTopic { topic: name.clone(), delay });
+            }
+        }
+        tiers
     }
 
     /// Checks each topic name, and that none repeats when `unique`.
@@ -662,7 +734,20 @@ impl Checker<'_> {
     /// The checks that need every route: DLQs apart from inputs and
     /// outputs, no route reading what it writes, directly or round a loop.
     fn across_routes(&mut self, seen: &[Seen<'_>], owners: &HashMap<String, (usize, String)>) {
+        let tiers: HashMap<&str, &str> =
+            seen.iter().flat_map(|r| r.tiers.iter().map(|t| (t.get_ref().as_str(), r.name.as_str()))).collect();
         for (i, route) in seen.iter().enumerate() {
+            for (list, topics) in [("outputs", route.outputs), ("allow", route.allow)] {
+                for (j, topic) in topics.iter().enumerate() {
+                    if let Some(owner) = tiers.get(topic.get_ref().as_str()) {
+                        self.report(
+                            Some(topic.span()),
+                            format!("routes[{i}].{list}[{j}]"),
+                            Problem::WritesRetryTopic { topic: topic.get_ref().clone(), route: (*owner).to_owned() },
+                        );
+                    }
+                }
+            }
             let own: BTreeSet<&str> = route.inputs.iter().map(|t| t.get_ref().as_str()).collect();
             for (list, topics) in [("outputs", route.outputs), ("allow", route.allow)] {
                 for (j, topic) in topics.iter().enumerate() {
@@ -681,7 +766,11 @@ impl Checker<'_> {
                 self.report(
                     Some(dlq.span()),
                     format!("routes[{i}].dlq"),
-                    Problem::DlqIsInput { topic: topic.clone(), route: owner.clone() },
+                    Problem::DlqIsInput {
+                        topic: topic.clone(),
+                        route: owner.clone(),
+                        what: if tiers.contains_key(topic.as_str()) { "a retry topic" } else { "an input topic" },
+                    },
                 );
                 continue;
             }
