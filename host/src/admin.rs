@@ -33,9 +33,6 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves until `shutdown` is cancelled, then lets requests in flight finish.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "admin server listening");
-    }
     let served = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     if let Err(e) = served {
         tracing::error!(error = %e, "admin server stopped");

@@ -59,10 +59,14 @@ impl DemoReport {
     /// Every event accounted for: each type's count in its topic, nothing in
     /// the DLQ, and every partition committed to its end.
     pub fn matches(&self) -> bool {
-        let topics_match =
-            TOPICS.iter().all(|(kind, topic)| self.expected.get(*kind) == self.by_topic.get(*topic).or(Some(&0)));
-        let committed_all =
-            self.produced_per_partition.iter().all(|(p, end)| self.committed.get(&(INPUT.to_owned(), *p)) == Some(end));
+        let topics_match = TOPICS.iter().all(|(kind, topic)| {
+            self.expected.get(*kind).copied().unwrap_or(0) == self.by_topic.get(*topic).copied().unwrap_or(0)
+        });
+        // A partition that got no events has nothing to commit.
+        let committed_all = self
+            .produced_per_partition
+            .iter()
+            .all(|(p, end)| self.committed.get(&(INPUT.to_owned(), *p)).copied().unwrap_or(0) == *end);
         topics_match && self.dlq_by_kind.is_empty() && committed_all
     }
 }
@@ -95,7 +99,7 @@ impl std::fmt::Display for DemoReport {
         }
         writeln!(f, "\ncommitted offsets ({INPUT}):")?;
         for (p, end) in &self.produced_per_partition {
-            let committed = self.committed.get(&(INPUT.to_owned(), *p)).copied().unwrap_or(-1);
+            let committed = self.committed.get(&(INPUT.to_owned(), *p)).copied().unwrap_or(0);
             writeln!(f, "  partition {p}: committed {committed} of {end}")?;
         }
         write!(f, "\n{}", if self.matches() { "every event accounted for" } else { "COUNTS DO NOT MATCH" })
@@ -198,4 +202,35 @@ fn prepare(dir: &Path) -> anyhow::Result<Config> {
     let path = dir.join("demo.toml");
     std::fs::write(&path, CONFIG)?;
     Config::load_with(&path, &LoadOptions { plugin_dir: Some(plugins) }).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(committed: &[(i32, i64)], produced: &[(i32, i64)]) -> DemoReport {
+        DemoReport {
+            events: 2,
+            expected: BTreeMap::from([("OrderPlaced".to_owned(), 2)]),
+            by_topic: BTreeMap::from([("orders.placed".to_owned(), 2)]),
+            committed: committed.iter().map(|(p, o)| ((INPUT.to_owned(), *p), *o)).collect(),
+            produced_per_partition: produced.iter().copied().collect(),
+            ..DemoReport::default()
+        }
+    }
+
+    #[test]
+    fn a_partition_or_event_type_with_nothing_in_it_still_matches() {
+        // `sluice demo --events 2`: two partitions and four event types got nothing.
+        assert!(report(&[(0, 1), (1, 1)], &[(0, 1), (1, 1), (2, 0), (3, 0)]).matches());
+    }
+
+    #[test]
+    fn an_uncommitted_or_short_partition_does_not() {
+        assert!(!report(&[(0, 1)], &[(0, 1), (1, 1)]).matches());
+        assert!(!report(&[(0, 1), (1, 0)], &[(0, 1), (1, 1)]).matches());
+        let mut missing = report(&[(0, 2)], &[(0, 2)]);
+        missing.by_topic.clear();
+        assert!(!missing.matches());
+    }
 }

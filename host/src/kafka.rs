@@ -41,7 +41,11 @@ pub fn consumer_config(bootstrap: &str, group: &str, properties: &BTreeMap<Strin
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
-        .set("partition.assignment.strategy", "cooperative-sticky");
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // A subscribed topic that appears later (a retry tier auto-created by
+        // its first record, the input of a route added by a reload) is
+        // assigned within this, not librdkafka's default of 5 minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000");
     for (k, v) in properties {
         config.set(k, v);
     }
@@ -126,4 +130,19 @@ pub fn read_all(bootstrap: &str, topic: &str, timeout: std::time::Duration) -> a
         out.push(message);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_topics_are_noticed_within_seconds_unless_the_operator_says_otherwise() {
+        let config = consumer_config("b:9092", "g", &BTreeMap::new());
+        assert_eq!(config.get("topic.metadata.refresh.interval.ms"), Some("10000"));
+        let own = BTreeMap::from([("topic.metadata.refresh.interval.ms".to_owned(), "60000".to_owned())]);
+        assert_eq!(consumer_config("b:9092", "g", &own).get("topic.metadata.refresh.interval.ms"), Some("60000"));
+        let pinned = BTreeMap::from([("enable.auto.offset.store".to_owned(), "true".to_owned())]);
+        assert_eq!(consumer_config("b:9092", "g", &pinned).get("enable.auto.offset.store"), Some("false"));
+    }
 }

@@ -152,7 +152,8 @@ enum DlqCommand {
         /// Show what would be replayed; produce and commit nothing.
         #[arg(long)]
         dry_run: bool,
-        /// The consumer group that remembers progress (default sluice-replay.FROM.TO).
+        /// The consumer group that remembers progress (default sluice-replay.FROM.TO,
+        /// plus the filter when there is one, e.g. sluice-replay.FROM.TO.kind=trap).
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
         /// Stop after replaying N records.

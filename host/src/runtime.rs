@@ -103,7 +103,7 @@ impl Runtime {
             Ok(meta) if meta.is_file() && meta.len() > budgets.max_plugin_file => {
                 LoadError::TooLarge { path: path.into(), size: meta.len(), limit: budgets.max_plugin_file }
             }
-            _ => LoadError::Read { path: path.into(), source },
+            _ => LoadError::Read { path: path.into(), error: source },
         })
     }
 

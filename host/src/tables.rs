@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 /// applies, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("table `{table}`: cannot read {}: {source}", path.display())]
-    Read { table: String, path: PathBuf, source: std::io::Error },
+    #[error("table `{table}`: cannot read {}: {error}", path.display())]
+    Read { table: String, path: PathBuf, error: std::io::Error },
     #[error("table `{table}`: {}: line {line}: {reason}", path.display())]
     Line { table: String, path: PathBuf, line: u64, reason: String },
     #[error("table `{table}`: {}: key column `{key}` not found (columns: {columns})", path.display())]
@@ -53,7 +53,7 @@ impl Table {
         crate::files::check_regular(path).map_err(|source| TableError::Read {
             table: name.into(),
             path: path.into(),
-            source,
+            error: source,
         })?;
         match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => Self::load_csv(name, path, key),
@@ -63,7 +63,7 @@ impl Table {
     }
 
     fn load_csv(name: &str, path: &Path, key: &str) -> Result<Table, TableError> {
-        let read_err = |source| TableError::Read { table: name.into(), path: path.into(), source };
+        let read_err = |source| TableError::Read { table: name.into(), path: path.into(), error: source };
         let mut reader = csv::Reader::from_path(path).map_err(|e| read_err(std::io::Error::other(e)))?;
         let headers = reader.headers().map_err(|e| read_err(std::io::Error::other(e)))?.clone();
         let key_index = headers.iter().position(|h| h == key).ok_or_else(|| TableError::NoKeyColumn {
@@ -92,7 +92,7 @@ impl Table {
         let text = std::fs::read_to_string(path).map_err(|source| TableError::Read {
             table: name.into(),
             path: path.into(),
-            source,
+            error: source,
         })?;
         let mut table = Table::default();
         for (index, line) in text.lines().enumerate() {

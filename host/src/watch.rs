@@ -8,7 +8,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher as _};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -35,6 +36,7 @@ pub fn start(plugin_dir: &Path, config: &Path, quiet: Duration, out: mpsc::Sende
     };
 
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        Ok(event) if !may_change_content(&event.kind) => {}
         Ok(event) => {
             for path in event.paths {
                 if let Some(change) = classify.classify(&path) {
@@ -59,6 +61,16 @@ pub fn start(plugin_dir: &Path, config: &Path, quiet: Duration, out: mpsc::Sende
 
 fn canonical(path: &Path) -> anyhow::Result<PathBuf> {
     path.canonicalize().map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", path.display()))
+}
+
+/// Opening and reading a file (the host's own reloads among them) is not a
+/// change; only a write being closed is.
+fn may_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Which events matter: `.wasm` files directly in the plugin directory
@@ -159,6 +171,38 @@ mod tests {
         tx.send(Change::Config).unwrap();
         assert_eq!(out.recv().await, Some(plugin("a.wasm")));
         assert_eq!(out.recv().await, Some(Change::Config));
+    }
+
+    #[test]
+    fn reads_are_not_changes_and_closing_a_write_is() {
+        assert!(!may_change_content(&EventKind::Access(AccessKind::Open(AccessMode::Read))));
+        assert!(!may_change_content(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(!may_change_content(&EventKind::Access(AccessKind::Read)));
+        assert!(may_change_content(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(may_change_content(&EventKind::Modify(notify::event::ModifyKind::Any)));
+        assert!(may_change_content(&EventKind::Create(notify::event::CreateKind::File)));
+        assert!(may_change_content(&EventKind::Remove(notify::event::RemoveKind::File)));
+    }
+
+    /// On the real file system: the host reading its own files (as every
+    /// reload does) must not look like a change, or it reloads forever.
+    #[tokio::test]
+    async fn reading_a_watched_file_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (read, written) = (dir.path().join("read.wasm"), dir.path().join("written.wasm"));
+        std::fs::write(&read, b"old").unwrap();
+        let config = dir.path().join("sluice.toml");
+        std::fs::write(&config, "").unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let _watch = start(dir.path(), &config, Duration::from_millis(50), tx).unwrap();
+        for _ in 0..3 {
+            assert_eq!(std::fs::read(&read).unwrap(), b"old");
+            std::fs::read_to_string(&config).unwrap();
+        }
+        // Events arrive in order: had the reads counted, read.wasm would come first.
+        std::fs::write(&written, b"new").unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap();
+        assert_eq!(first, Some(Change::Plugin(written)));
     }
 
     #[test]

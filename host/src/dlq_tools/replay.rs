@@ -116,9 +116,19 @@ pub struct ReplayReport {
     pub samples: Vec<Sample>,
 }
 
-/// The group a replay from `from` to `to` uses unless told otherwise.
-pub fn default_group(from: &str, to: &str) -> String {
-    format!("sluice-replay.{from}.{to}")
+/// The group a replay from `from` to `to` uses unless told otherwise. A
+/// filtered replay gets a group of its own: it commits past the records it
+/// skips, which a replay with another filter must still see.
+pub fn default_group(from: &str, to: &str, filter: &Filter) -> String {
+    if filter.is_empty() {
+        return format!("sluice-replay.{from}.{to}");
+    }
+    let mut canonical = filter.clone();
+    for values in [&mut canonical.kinds, &mut canonical.plugins, &mut canonical.routes, &mut canonical.source_topics] {
+        values.sort();
+        values.dedup();
+    }
+    format!("sluice-replay.{from}.{to}.{}", canonical.to_string().replace(' ', "."))
 }
 
 /// Refuses a target that would loop records back into a DLQ.
@@ -171,7 +181,7 @@ pub async fn run(options: &ReplayOptions, shutdown: CancellationToken) -> anyhow
         ))
         .into());
     }
-    let group = options.group.clone().unwrap_or_else(|| default_group(&options.from, &options.to));
+    let group = options.group.clone().unwrap_or_else(|| default_group(&options.from, &options.to, &options.filter));
     let mut reader = Reader::open(connection, &options.from, &group, Start::Committed)?;
     let progress = progress_bar(reader.total(), options.show_progress);
     let starts: BTreeMap<i32, i64> = reader.ranges().iter().map(|(p, r)| (*p, r.start)).collect();
@@ -457,6 +467,23 @@ impl fmt::Display for ReplayReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_filter_resumes_in_a_group_of_its_own() {
+        let all = default_group("d", "t", &Filter::default());
+        assert_eq!(all, "sluice-replay.d.t");
+        let trap = Filter { kinds: vec!["trap".into(), "timeout".into()], ..Filter::default() };
+        let same = Filter { kinds: vec!["timeout".into(), "trap".into(), "trap".into()], ..Filter::default() };
+        let rejected = Filter { kinds: vec!["rejected".into()], ..Filter::default() };
+        assert_eq!(default_group("d", "t", &trap), "sluice-replay.d.t.kind=timeout,trap");
+        assert_eq!(
+            default_group("d", "t", &trap),
+            default_group("d", "t", &same),
+            "the order of values does not matter"
+        );
+        assert_ne!(default_group("d", "t", &trap), default_group("d", "t", &rejected));
+        assert_ne!(default_group("d", "t", &trap), all);
+    }
 
     fn options(from: &str, to: &str, dlqs: &[&str]) -> ReplayOptions {
         ReplayOptions {

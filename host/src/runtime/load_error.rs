@@ -12,8 +12,8 @@ const BUILD_HINT: &str = "build it with `cargo build --release --target wasm32-w
 /// Why a plugin file could not be loaded. Every message starts with the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{}: cannot read the plugin file: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot read the plugin file: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{}: the plugin file is {size} bytes, over the limit of {limit} bytes (max_plugin_file)", path.display())]
     TooLarge { path: PathBuf, size: u64, limit: u64 },
     #[error("{}: not a WebAssembly file: {reason}", path.display())]
