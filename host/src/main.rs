@@ -9,6 +9,31 @@ use sluice::config::{Config, LoadOptions};
 use sluice::local::{TableArg, TestOptions};
 use sluice::telemetry::{self, LogFormat};
 
+// A closed pipe (`sluice … | head`) must not turn into a panic: what cannot
+// be written is dropped, and the exit code still says how the command went.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! out_line {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! err_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Kafka-API stream processing through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]
@@ -264,7 +289,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            err_line!("error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -279,7 +304,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { events } => {
             let report = tokio_runtime()?.block_on(sluice::demo::run(events))?;
-            println!("{report}");
+            out_line!("{report}");
             Ok(if report.matches() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Run { config, plugins } => {
@@ -296,7 +321,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config, plugins } => {
             let (plugin_dir, _scratch) = plugin_dir(plugins)?;
-            println!("{}", sluice::check::run_with(&config, &LoadOptions { plugin_dir })?);
+            out_line!("{}", sluice::check::run_with(&config, &LoadOptions { plugin_dir })?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Produce { topic, key, bootstrap, config, quiet, file } => {
@@ -318,11 +343,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             match tokio_runtime()?.block_on(sluice::produce::run(&opts)) {
                 Ok(report) => {
-                    println!("{report}");
+                    out_line!("{report}");
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    err_line!("error: {e:#}");
                     let code = match e.downcast_ref::<sluice::produce::ProduceError>() {
                         Some(sluice::produce::ProduceError::InvalidInput { .. }) => 3,
                         Some(sluice::produce::ProduceError::Delivery { .. }) => 4,
@@ -336,8 +361,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             let sdk = sdk_path.unwrap_or_else(sluice::scaffold::default_sdk_path);
             sluice::scaffold::create(&name, &dir, &sdk)?;
-            println!("created plugin `{name}` in {}", dir.display());
-            println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", dir.display());
+            out_line!("created plugin `{name}` in {}", dir.display());
+            out_line!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins { what: PluginsCommand::List { host, json } } => Ok(ask_host(&host, |client| {
@@ -360,15 +385,15 @@ fn run_dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             let options = inspect::InspectOptions { connection, topic, filter, samples };
             let inspection = tokio_runtime()?.block_on(inspect::run(&options))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&inspection)?);
+                out_line!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
-                print!("{inspection}");
+                out!("{inspection}");
             }
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replay { from, to, broker, filter, rate, dry_run, group, limit, samples, quiet } => {
             let filter = filter.build()?;
-            let (connection, dlq_topics) = dlq_connection(&broker)?;
+            let (connection, protected) = dlq_connection(&broker)?;
             let options = replay::ReplayOptions {
                 connection,
                 from,
@@ -379,7 +404,7 @@ fn run_dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
                 group,
                 limit,
                 samples,
-                dlq_topics,
+                protected,
                 show_progress: !quiet,
             };
             let runtime = tokio_runtime()?;
@@ -390,11 +415,11 @@ fn run_dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             });
             match result {
                 Ok(report) => {
-                    println!("{report}");
+                    out_line!("{report}");
                     Ok(ExitCode::from(if report.stop == replay::Stop::Interrupted { 130 } else { 0 }))
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    err_line!("error: {e:#}");
                     let code = match e.downcast_ref::<replay::ReplayError>() {
                         Some(replay::ReplayError::Delivery { .. }) => 4,
                         Some(replay::ReplayError::Refused(_)) | None => 2,
@@ -406,14 +431,16 @@ fn run_dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The broker, and the DLQ topics of the config's routes when a config is given.
-fn dlq_connection(broker: &BrokerArgs) -> anyhow::Result<(sluice::dlq_tools::Connection, Vec<String>)> {
+/// The broker, and what the config's routes own when a config is given.
+fn dlq_connection(
+    broker: &BrokerArgs,
+) -> anyhow::Result<(sluice::dlq_tools::Connection, sluice::dlq_tools::replay::Protected)> {
+    use sluice::dlq_tools::replay;
     match (&broker.bootstrap, &broker.config) {
-        (Some(bootstrap), _) => Ok((sluice::dlq_tools::Connection::new(bootstrap), Vec::new())),
+        (Some(bootstrap), _) => Ok((sluice::dlq_tools::Connection::new(bootstrap), replay::Protected::default())),
         (None, Some(path)) => {
             let config = load_config(path, None)?;
-            let dlqs = config.routes.iter().map(|r| r.dlq.clone()).collect();
-            Ok((sluice::dlq_tools::Connection::from_config(&config, path)?, dlqs))
+            Ok((sluice::dlq_tools::Connection::from_config(&config, path)?, replay::Protected::of(&config)))
         }
         (None, None) => anyhow::bail!("give --bootstrap or --config"),
     }
@@ -429,14 +456,14 @@ fn ask_host(
         .and_then(|target| ask(&admin_client::Client::new(target)));
     match answer {
         Ok(text) => {
-            print!("{text}");
+            out!("{text}");
             if !text.ends_with('\n') {
-                println!();
+                out_line!();
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            err_line!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }

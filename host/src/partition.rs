@@ -125,8 +125,8 @@ impl Worker {
     /// Retries one record in place until it is delivered, dropped or given
     /// up on. Returns false if cancelled meanwhile.
     async fn settle(&mut self, mut record: Record, mut disposition: Disposition) -> bool {
-        // Sandbox faults of this record: the poison-pill breaker.
-        let mut faults = 0;
+        // Sandbox faults of this record, on this pass and earlier ones: the poison-pill breaker.
+        let mut faults = retry_topic::earlier_faults(&record, &self.route.retry_topics);
         // Attempts count across retry tiers; the in-place policy counts this pass.
         let pass_start = record.attempt;
         loop {
@@ -163,7 +163,7 @@ impl Worker {
             }
             let pass_attempt = record.attempt - pass_start + 1;
             if pass_attempt >= policy.max_attempts {
-                self.retries_ran_out(&record, failed).await;
+                self.retries_ran_out(&record, failed, faults).await;
                 return true;
             }
             let next_attempt = record.attempt + 1;
@@ -276,12 +276,13 @@ impl Worker {
     }
 
     /// The next retry tier, or the DLQ after the last.
-    async fn retries_ran_out(&mut self, record: &Record, failed: Failed) {
+    async fn retries_ran_out(&mut self, record: &Record, failed: Failed, faults: u32) {
         let tiers = &self.route.retry_topics;
         let Next::Tier(tier) = retry_topic::next(&record.topic, tiers) else {
             return self.dead_letter(record, failed).await;
         };
-        let failure = retry_topic::Failure { kind: failed.kind, message: &failed.message, plugin: &failed.plugin };
+        let failure =
+            retry_topic::Failure { kind: failed.kind, message: &failed.message, plugin: &failed.plugin, faults };
         let out = retry_topic::record(record, tiers, tier, failure, SystemTime::now());
         match self.sink.send(&out).await {
             Ok(delivery) => {

@@ -23,6 +23,7 @@ const OFFSET: &str = "sluice.retry.offset";
 const TIMESTAMP: &str = "sluice.retry.timestamp";
 const ATTEMPTS: &str = "sluice.retry.attempts";
 const NOT_BEFORE: &str = "sluice.retry.not-before";
+const FAULTS: &str = "sluice.retry.faults";
 
 /// Why the record left its last pass.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +31,9 @@ pub struct Failure<'a> {
     pub kind: ErrorKind,
     pub message: &'a str,
     pub plugin: &'a str,
+    /// Sandbox faults on every pass so far: the poison-pill breaker counts
+    /// across tiers.
+    pub faults: u32,
 }
 
 /// Where a record goes when its in-place retries run out.
@@ -60,6 +64,11 @@ pub fn resume(record: &mut Record, tiers: &[RetryTopic]) {
         let earlier: u32 = parsed(record, ATTEMPTS).unwrap_or(0);
         record.attempt = earlier.saturating_add(1);
     }
+}
+
+/// Sandbox faults on earlier passes of a record read from a tier.
+pub fn earlier_faults(record: &Record, tiers: &[RetryTopic]) -> u32 {
+    if from_tier(record, tiers) { parsed(record, FAULTS).unwrap_or(0) } else { 0 }
 }
 
 /// The event as it first arrived: a tier record's origin coordinates and
@@ -117,6 +126,7 @@ pub fn record(
     add(OFFSET, origin.offset.to_string());
     add(TIMESTAMP, origin.timestamp.map_or_else(String::new, |t| t.to_string()));
     add(ATTEMPTS, record.attempt.to_string());
+    add(FAULTS, failure.faults.to_string());
     add(NOT_BEFORE, (now_ms + tier.delay.as_millis()).to_string());
     add("sluice.retry.error.kind", failure.kind.as_str().to_owned());
     add("sluice.retry.error.message", failure.message.to_owned());
@@ -148,7 +158,8 @@ mod tests {
         }
     }
 
-    const FAILURE: Failure<'static> = Failure { kind: ErrorKind::RetriesExhausted, message: "db down", plugin: "p@1" };
+    const FAILURE: Failure<'static> =
+        Failure { kind: ErrorKind::RetriesExhausted, message: "db down", plugin: "p@1", faults: 2 };
 
     fn at(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)
@@ -201,6 +212,8 @@ mod tests {
         assert_eq!(second.header(ATTEMPTS), Some(&b"5"[..]));
         assert_eq!(second.header(NOT_BEFORE), Some(&b"670000"[..]));
         assert_eq!(second.headers.iter().filter(|(n, _)| n == ATTEMPTS).count(), 1);
+        assert_eq!(earlier_faults(&consumed(&second, 9), &tiers), 2);
+        assert_eq!(earlier_faults(&input(), &tiers), 0, "an input has had no passes");
 
         let last = consumed(&second, 9);
         let original = original(&last, &tiers);

@@ -21,9 +21,13 @@ use tokio_util::sync::CancellationToken;
 use crate::support::plugin;
 
 pub fn flaky_chain(failures: u32) -> Chain {
+    chain_of("fx_flaky", vec![("failures".to_owned(), failures.to_string())])
+}
+
+/// A one-step chain of fixture `name` with `config`, emitting to `out`.
+pub fn chain_of(name: &str, config: Vec<(String, String)>) -> Chain {
     let runtime = Runtime::new().unwrap();
-    let loaded = runtime.load(&plugin("fx_flaky"), &Budgets::default()).unwrap();
-    let config = vec![("failures".to_owned(), failures.to_string())];
+    let loaded = runtime.load(&plugin(name), &Budgets::default()).unwrap();
     let invoker = Invoker::new(loaded, config, Arc::new(Tables::default()), Budgets::default()).unwrap();
     let targets = Targets { outputs: vec!["out".into()], allow: ["out".to_owned()].into() };
     Chain { steps: vec![Step { invoker, budgets: Budgets::default() }], targets: Arc::new(targets), lineage: "".into() }

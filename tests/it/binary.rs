@@ -70,3 +70,35 @@ async fn sigterm_drains_commits_and_exits_cleanly() {
     assert!(logs.lines().all(|l| l.starts_with('{')), "--log-format json gives one JSON object per line:\n{logs}");
     assert_eq!(committed(&group, &input, 2), 500, "every processed offset committed on shutdown");
 }
+
+/// `sluice test … | head` closes the pipe early: the command must end with
+/// one of its documented exit codes, never a panic (101) or a signal.
+#[test]
+fn a_closed_output_pipe_ends_with_a_documented_exit_code() {
+    let golden = crate::support::repo().join("tests/golden/validate");
+    let dir = tempfile::tempdir().unwrap();
+    let expect = dir.path().join("wrong.jsonl");
+    std::fs::write(&expect, "").unwrap();
+    for closed in ["stdout", "stderr", "both"] {
+        let mut command = crate::support::sluice();
+        command
+            .arg("test")
+            .arg("validate")
+            .arg("--input")
+            .arg(golden.join("input.jsonl"))
+            .arg("--config")
+            .arg(golden.join("config.toml"))
+            .arg("--expect")
+            .arg(&expect);
+        // The read ends are closed before the command starts: every write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        match closed {
+            "stdout" => command.stdout(writer).stderr(Stdio::null()),
+            "stderr" => command.stdout(Stdio::null()).stderr(writer),
+            _ => command.stdout(writer.try_clone().unwrap()).stderr(writer),
+        };
+        let status = command.status().unwrap();
+        assert!(matches!(status.code(), Some(0..=4)), "{closed} closed: {status}");
+    }
+}

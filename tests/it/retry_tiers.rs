@@ -18,7 +18,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::flaky_chain;
+use sluice::chain::Chain;
+
+use crate::backoff::{chain_of, flaky_chain};
 
 struct Tiered {
     records: mpsc::Sender<Record>,
@@ -30,6 +32,10 @@ struct Tiered {
 /// A worker whose plugin fails `failures` times in a row, with two in-place
 /// attempts (1 s apart) per pass, and tiers of 1 min and 10 min.
 fn tiered_worker(failures: u32) -> Tiered {
+    tiered_worker_with(flaky_chain(failures))
+}
+
+fn tiered_worker_with(chain: Chain) -> Tiered {
     let broker = EmbeddedBroker::start().unwrap();
     for topic in ["out", "in.retry.1m", "in.retry.10m", "in.dlq"] {
         broker.create_topic(topic, 1).unwrap();
@@ -46,7 +52,7 @@ fn tiered_worker(failures: u32) -> Tiered {
     };
     let stats = Arc::new(Stats::default());
     let worker = Worker {
-        chain: flaky_chain(failures),
+        chain,
         route: Arc::new(RouteContext {
             name: "r".into(),
             group: "g".into(),
@@ -195,6 +201,19 @@ async fn an_input_forging_a_not_before_is_not_held_and_a_tier_record_is() {
     let pending = tiered.acks.recv().await.unwrap();
     assert_eq!(pending.offset, 0);
     assert!(close_to(started.elapsed(), Duration::from_secs(60)), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_poison_pill_breaker_counts_faults_across_tiers() {
+    // Two attempts a pass, three faults make a poison pill: the second pass's first fault.
+    let mut tiered = tiered_worker_with(chain_of("fx_panic", Vec::new()));
+    let (first, _) = tiered.run(input()).await;
+    assert_eq!(first.topic, "in.retry.1m");
+    assert_eq!(header(&first, "sluice.retry.faults"), "2");
+    let (dead, _) = tiered.run(read_back(&first, 0)).await;
+    assert_eq!(dead.topic, "in.dlq", "not on to the second tier");
+    assert_eq!(header(&dead, "sluice.dlq.attempts"), "3");
+    assert!(header(&dead, "sluice.dlq.error.message").starts_with("poison pill: the plugin faulted on 3 attempts"));
 }
 
 /// On Apache Kafka: one route whose events recover in their first tier, one

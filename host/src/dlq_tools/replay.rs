@@ -62,10 +62,30 @@ pub struct ReplayOptions {
     pub limit: Option<u64>,
     /// Samples shown by a dry run.
     pub samples: usize,
-    /// The DLQ topics of the config's routes, which `to` may not be.
-    pub dlq_topics: Vec<String>,
+    /// What the config's routes own, which a replay must not write to or
+    /// join; empty without a config.
+    pub protected: Protected,
     /// Draw a progress bar on stderr. Ignored when stderr is not a terminal.
     pub show_progress: bool,
+}
+
+/// Topics and the group of the routes in a config.
+#[derive(Debug, Clone, Default)]
+pub struct Protected {
+    pub dlqs: Vec<String>,
+    pub retry_topics: Vec<String>,
+    /// The consumer group of `sluice run`.
+    pub group: Option<String>,
+}
+
+impl Protected {
+    pub fn of(config: &crate::config::Config) -> Self {
+        Protected {
+            dlqs: config.routes.iter().map(|r| r.dlq.clone()).collect(),
+            retry_topics: config.routes.iter().flat_map(|r| r.retry_topics.iter().map(|t| t.topic.clone())).collect(),
+            group: Some(config.broker.group.clone()),
+        }
+    }
 }
 
 /// Why a replay did not run or did not finish, where the exit code differs.
@@ -143,11 +163,29 @@ pub fn check(options: &ReplayOptions) -> Result<(), ReplayError> {
             options.to
         ));
     }
-    if options.dlq_topics.contains(&options.to) {
+    let protected = &options.protected;
+    if protected.dlqs.contains(&options.to) {
         return refuse(format!(
             "--to: \"{}\" is the DLQ of a route in the config; replaying into a DLQ would only move dead letters around",
             options.to
         ));
+    }
+    if protected.retry_topics.contains(&options.to) {
+        return refuse(format!(
+            "--to: \"{}\" is a retry topic of a route in the config; only sluice writes to a retry topic, replay into \
+             the route's input topic",
+            options.to
+        ));
+    }
+    match &options.group {
+        Some(group) if group.trim().is_empty() => return refuse("--group: the group name is empty".into()),
+        Some(group) if protected.group.as_ref() == Some(group) => {
+            return refuse(format!(
+                "--group: \"{group}\" is the consumer group of `sluice run` in the config; a replay needs a group of \
+                 its own (leave --group out for sluice-replay.FROM.TO)"
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -496,7 +534,11 @@ mod tests {
             group: None,
             limit: None,
             samples: 3,
-            dlq_topics: dlqs.iter().map(|d| (*d).to_owned()).collect(),
+            protected: Protected {
+                dlqs: dlqs.iter().map(|d| (*d).to_owned()).collect(),
+                retry_topics: vec!["orders.retry.1m".into()],
+                group: Some("sluice".into()),
+            },
             show_progress: false,
         }
     }
@@ -532,6 +574,20 @@ mod tests {
         let e = check(&options("a.dlq", "b.dlq", &["a.dlq", "b.dlq"])).unwrap_err();
         assert!(e.to_string().contains("\"b.dlq\" is the DLQ of a route in the config"), "{e}");
         assert!(check(&options("a.dlq", "a.events", &["a.dlq"])).is_ok());
+    }
+
+    #[test]
+    fn a_replay_into_a_retry_topic_or_in_the_hosts_group_is_refused() {
+        let e = check(&options("a.dlq", "orders.retry.1m", &[])).unwrap_err();
+        assert!(e.to_string().contains("\"orders.retry.1m\" is a retry topic of a route in the config"), "{e}");
+        let mut host_group = options("a.dlq", "a.events", &[]);
+        host_group.group = Some("sluice".into());
+        let e = check(&host_group).unwrap_err();
+        assert!(e.to_string().contains("is the consumer group of `sluice run`"), "{e}");
+        host_group.group = Some(" ".into());
+        assert_eq!(check(&host_group).unwrap_err().to_string(), "--group: the group name is empty");
+        host_group.group = Some("my-replay".into());
+        assert!(check(&host_group).is_ok());
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl Counts {
             (&mut self.by_route, entry.route()),
             (&mut self.by_source_topic, entry.source_topic()),
         ] {
-            *map.entry(label.to_owned()).or_default() += 1;
+            *map.entry(safe(label)).or_default() += 1;
         }
     }
 
@@ -81,17 +81,17 @@ pub struct Sample {
 impl Sample {
     pub fn new(topic: &str, entry: &Entry) -> Self {
         let original = match (entry.dlq_header("topic"), entry.dlq_header("partition"), entry.dlq_header("offset")) {
-            (Some(t), Some(p), Some(o)) if !t.is_empty() => Some(format!("{t}/{p}/{o}")),
+            (Some(t), Some(p), Some(o)) if !t.is_empty() => Some(safe(&format!("{t}/{p}/{o}"))),
             _ => None,
         };
         Sample {
             at: format!("{topic}/{}/{}", entry.partition, entry.offset),
             original,
-            kind: entry.kind().to_owned(),
-            plugin: entry.plugin().to_owned(),
-            route: entry.route().to_owned(),
+            kind: safe(entry.kind()),
+            plugin: safe(entry.plugin()),
+            route: safe(entry.route()),
             message: entry.dlq_header("error.message").map(|m| preview(m.as_bytes())),
-            attempts: entry.dlq_header("attempts").map(str::to_owned),
+            attempts: entry.dlq_header("attempts").map(safe),
             key: entry.key.as_deref().map(preview),
             value: entry.value.as_deref().map(preview),
             value_bytes: entry.value.as_ref().map_or(0, Vec::len),
@@ -115,6 +115,12 @@ impl fmt::Display for Sample {
         write!(f, "\n    key:     {}", self.key.as_deref().unwrap_or("(none)"))?;
         write!(f, "\n    value:   {} ({} bytes)", self.value.as_deref().unwrap_or("(none)"), self.value_bytes)
     }
+}
+
+/// A header value as a label: anyone can write DLQ headers, and a terminal
+/// must not run the escape sequences in them.
+fn safe(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
 }
 
 /// Text as itself with control characters escaped, cut at
@@ -153,6 +159,12 @@ pub fn preview(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_escape_terminal_controls() {
+        assert_eq!(safe("r\u{1b}[2J"), "r\\u{1b}[2J");
+        assert_eq!(safe("orders.events"), "orders.events");
+    }
 
     #[test]
     fn a_preview_escapes_controls_cuts_long_text_and_shows_other_bytes_as_hex() {
