@@ -91,6 +91,8 @@ pub struct Delivery {
     pub batch_size: usize,
     /// Records buffered per partition before the partition is paused.
     pub queue_per_partition: usize,
+    /// Bytes buffered per partition before the partition is paused.
+    pub queue_bytes_per_partition: u64,
 }
 
 /// Hot reload settings.
@@ -341,7 +343,8 @@ mod tests {
                 commit_interval: Duration::from_secs(1),
                 shutdown_grace: Duration::from_secs(30),
                 batch_size: 256,
-                queue_per_partition: 2048,
+                queue_per_partition: 65536,
+                queue_bytes_per_partition: 64 << 20,
             }
         );
         let route = &config.routes[0];

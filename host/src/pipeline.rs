@@ -297,5 +297,5 @@ async fn start_partition(
     tasks.spawn(worker.run(rx));
     handle.stats.partition_started(&route.name);
     tracing::info!(route = %route.name, %topic, partition, chain = %chain_lineage, "partition worker started");
-    Ok(Partition { feed: Feed::new(tx), cancel, live })
+    Ok(Partition { feed: Feed::new(tx, config.delivery.queue_bytes_per_partition), cancel, live })
 }

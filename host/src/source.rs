@@ -104,26 +104,49 @@ pub fn to_record(message: &BorrowedMessage<'_>) -> Record {
 }
 
 /// A partition's queue to its worker, with an overflow backlog while paused.
+///
+/// Pausing costs: librdkafka drops what it prefetched for the partition and
+/// fetches it again on resume, which takes a fetch round trip or more. So
+/// the queue is deep (bounded by records and by bytes), and a paused
+/// partition resumes only once its worker has drained half of it, well
+/// before the worker runs dry.
 #[derive(Debug)]
 pub struct Feed {
     pub tx: mpsc::Sender<Record>,
     backlog: VecDeque<Record>,
+    max_bytes: f64,
+    /// A running mean of the records' sizes: the queue's bytes are the
+    /// records in it times this, since the worker does not report sizes back.
+    mean_size: f64,
 }
 
 impl Feed {
-    pub fn new(tx: mpsc::Sender<Record>) -> Self {
-        Feed { tx, backlog: VecDeque::new() }
+    pub fn new(tx: mpsc::Sender<Record>, max_bytes: u64) -> Self {
+        Feed { tx, backlog: VecDeque::new(), max_bytes: max_bytes as f64, mean_size: 0.0 }
     }
 
     pub fn is_paused(&self) -> bool {
         !self.backlog.is_empty()
     }
 
+    /// The queue's fill, 0 to 1, by whichever limit is closer.
+    fn fill(&self) -> f64 {
+        let queued = (self.tx.max_capacity() - self.tx.capacity()) as f64;
+        (queued / self.tx.max_capacity() as f64).max(queued * self.mean_size / self.max_bytes)
+    }
+
     /// Queues a record; returns true when the partition must be paused now.
     pub fn push(&mut self, record: Record) -> bool {
+        // Headers and the record itself count too, so an empty record is not free.
+        let size = (record.size() + 64) as f64;
+        self.mean_size = if self.mean_size == 0.0 { size } else { self.mean_size + (size - self.mean_size) / 64.0 };
         if !self.backlog.is_empty() {
             self.backlog.push_back(record);
             return false;
+        }
+        if self.fill() >= 1.0 {
+            self.backlog.push_back(record);
+            return true;
         }
         match self.tx.try_send(record) {
             Ok(()) => false,
@@ -134,8 +157,12 @@ impl Feed {
         }
     }
 
-    /// Moves backlog into the queue; returns true when the partition may resume.
+    /// Moves backlog into the queue once it is at most half full; returns
+    /// true when the partition may resume.
     pub fn drain(&mut self) -> bool {
+        if self.fill() > 0.5 {
+            return false;
+        }
         while let Some(record) = self.backlog.pop_front() {
             match self.tx.try_send(record) {
                 Ok(()) => {}
@@ -182,4 +209,57 @@ pub fn committed(consumer: &SourceConsumer) -> HashMap<(String, i32), i64> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(bytes: usize) -> Record {
+        Record { value: Some(vec![b'x'; bytes]), ..Record::default() }
+    }
+
+    #[test]
+    fn a_full_queue_pauses_and_resumes_once_half_drained() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut feed = Feed::new(tx, 1 << 30);
+        assert!((0..8).all(|_| !feed.push(record(10))), "room for eight");
+        assert!(feed.push(record(10)), "the ninth pauses");
+        assert!(!feed.push(record(10)) && feed.is_paused(), "later records wait in the backlog");
+        for _ in 0..3 {
+            rx.try_recv().unwrap();
+        }
+        assert!(!feed.drain(), "five of eight queued: not yet");
+        rx.try_recv().unwrap();
+        assert!(feed.drain(), "half drained: the backlog moves in and the partition resumes");
+        assert!(!feed.is_paused());
+        let offsets: usize = std::iter::from_fn(|| rx.try_recv().ok()).count();
+        assert_eq!(offsets, 6, "nothing lost or duplicated: 4 left + 2 from the backlog");
+    }
+
+    #[test]
+    fn the_byte_limit_pauses_before_the_record_limit() {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let mut feed = Feed::new(tx, 64 << 10);
+        let mut taken = 0;
+        while !feed.push(record(1000)) {
+            taken += 1;
+        }
+        // 1000-byte values plus 64 bytes of overhead each: the 63rd finds 64 KiB queued.
+        assert_eq!(taken, 62, "stops at the byte limit, far below 1000 records");
+        assert!(std::iter::from_fn(|| rx.try_recv().ok()).count() == taken);
+        assert!(feed.drain());
+    }
+
+    #[test]
+    fn a_record_larger_than_the_byte_limit_still_flows_one_at_a_time() {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let mut feed = Feed::new(tx, 64 << 10);
+        assert!(!feed.push(record(1 << 20)), "an empty queue takes any record");
+        assert!(feed.push(record(1 << 20)), "the next waits");
+        assert!(!feed.drain(), "not while the first is queued");
+        rx.try_recv().unwrap();
+        assert!(feed.drain());
+        assert!(rx.try_recv().is_ok());
+    }
 }

@@ -174,8 +174,12 @@ pub struct RawDelivery {
     /// (256).
     pub batch_size: Option<Spanned<i64>>,
     /// Records buffered per partition before the partition is paused.
-    /// Default: [`default_queue_per_partition`] (2048).
+    /// Default: [`default_queue_per_partition`] (65536).
     pub queue_per_partition: Option<Spanned<i64>>,
+    /// Bytes (keys, values, headers) buffered per partition before the
+    /// partition is paused, whichever of the two limits comes first, from
+    /// 64KiB to 16GiB. Default: [`default_queue_bytes_per_partition`] (64MiB).
+    pub queue_bytes_per_partition: Option<Spanned<Quantity>>,
 }
 
 /// One `[[tables]]` entry.
@@ -386,5 +390,11 @@ pub fn default_batch_size() -> usize {
 
 /// `delivery.queue_per_partition`.
 pub fn default_queue_per_partition() -> usize {
-    2048
+    65536
+}
+
+/// `delivery.queue_bytes_per_partition`: librdkafka's own default prefetch
+/// budget (`queued.max.messages.kbytes`).
+pub fn default_queue_bytes_per_partition() -> u64 {
+    64 << 20
 }

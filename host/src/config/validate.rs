@@ -229,6 +229,7 @@ impl Checker<'_> {
             shutdown_grace: raw::default_shutdown_grace(),
             batch_size: raw::default_batch_size(),
             queue_per_partition: raw::default_queue_per_partition(),
+            queue_bytes_per_partition: raw::default_queue_bytes_per_partition(),
         };
         if let Some(q) = &raw.commit_interval
             && let Some(d) = self.duration(q, "delivery.commit_interval")
@@ -262,6 +263,18 @@ impl Checker<'_> {
         }
         if let Some(n) = &raw.queue_per_partition {
             delivery.queue_per_partition = self.count(n, "delivery.queue_per_partition");
+        }
+        if let Some(q) = &raw.queue_bytes_per_partition
+            && let Some(bytes) = self.size(q, "delivery.queue_bytes_per_partition")
+        {
+            if !(64 << 10..=16 << 30).contains(&bytes) {
+                self.report(
+                    Some(q.span()),
+                    "delivery.queue_bytes_per_partition",
+                    Problem::OutOfRange { value: as_written(q.get_ref()), range: "from 64KiB to 16GiB" },
+                );
+            }
+            delivery.queue_bytes_per_partition = bytes;
         }
         delivery
     }
