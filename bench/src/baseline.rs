@@ -84,7 +84,8 @@ pub fn run(bootstrap: &str, input: &str, output: &str, group: &str, count: u64) 
             bail!("B0 timed out after {completed} of {count} events");
         }
         let mut consumed = 0;
-        let mut wait = if pending.values().all(|p| p.0.is_empty()) { Duration::from_millis(100) } else { Duration::ZERO };
+        let mut wait =
+            if pending.values().all(|p| p.0.is_empty()) { Duration::from_millis(100) } else { Duration::ZERO };
         while consumed < CONSUME_BATCH {
             let Some(message) = consumer.poll(wait) else { break };
             wait = Duration::ZERO;
@@ -94,7 +95,8 @@ pub fn run(bootstrap: &str, input: &str, output: &str, group: &str, count: u64) 
                     acc.insert(Header { key: h.key, value: h.value })
                 })
             });
-            let mut record = BaseRecord::with_opaque_to(output, Box::new(message.offset())).partition(message.partition());
+            let mut record =
+                BaseRecord::with_opaque_to(output, Box::new(message.offset())).partition(message.partition());
             if let Some(key) = message.key() {
                 record = record.key(key);
             }

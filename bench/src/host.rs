@@ -45,13 +45,15 @@ fn passthrough_config(bootstrap: &str, group: &str, input: &str, output: &str) -
     )
 }
 
-/// H2's config: `config/demo.toml` on a real broker, its topics prefixed.
-pub fn olist_config(bootstrap: &str, group: &str, prefix: &str) -> String {
+/// H2's config: `config/demo.toml` on a real broker, reading `input`, its
+/// output topics prefixed.
+pub fn olist_config(bootstrap: &str, group: &str, input: &str, prefix: &str) -> String {
     let mut text = include_str!("../../config/demo.toml")
         .replace("bootstrap = \"embedded\"", &format!("bootstrap = \"{bootstrap}\""))
         .replace("group = \"sluice-demo\"", &format!("group = \"{group}\""))
         .replace("listen = \"127.0.0.1:0\"", "listen = \"off\"");
-    for topic in DEMO_TOPICS {
+    text = text.replace(&format!("\"{}\"", DEMO_TOPICS[0]), &format!("\"{input}\""));
+    for topic in &DEMO_TOPICS[1..] {
         text = text.replace(&format!("\"{topic}\""), &format!("\"{prefix}{topic}\""));
     }
     text
@@ -84,7 +86,7 @@ pub async fn run(
     let (text, route) = match chain {
         Chain::Passthrough => (passthrough_config(bootstrap, group, input, output), "bench"),
         // For H2, `output` is the topic prefix.
-        Chain::Olist => (olist_config(bootstrap, group, output), "orders"),
+        Chain::Olist => (olist_config(bootstrap, group, input, output), "orders"),
     };
     let config = lay_out(dir.path(), &text)?;
     let handle = Handle::new(LoadOptions::default());

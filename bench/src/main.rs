@@ -80,6 +80,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Variant { kind, bootstrap, input, output, group, count } => {
+            // Warnings and errors only: a variant's stderr is the suite's log.
+            sluice::telemetry::init(sluice::telemetry::LogFormat::Text, "warn");
             let measurement = match kind {
                 Kind::B0 => {
                     tokio::task::spawn_blocking(move || baseline::run(&bootstrap, &input, &output, &group, count))

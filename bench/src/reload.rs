@@ -119,7 +119,10 @@ pub async fn measure(bootstrap: &str, prefix: &str, debounce: &str, count: u32) 
     result
 }
 
-async fn wait(running: &tokio::task::JoinHandle<anyhow::Result<pipeline::RunReport>>, done: impl Fn() -> bool) -> anyhow::Result<()> {
+async fn wait(
+    running: &tokio::task::JoinHandle<anyhow::Result<pipeline::RunReport>>,
+    done: impl Fn() -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         if running.is_finished() || Instant::now() > deadline {

@@ -35,6 +35,7 @@ pub struct LatencyRow {
     pub rate: f64,
     pub b0: Option<Latency>,
     pub h1: Option<Latency>,
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,9 +51,16 @@ pub struct Report {
     pub latency: Vec<LatencyRow>,
     pub reloads: Vec<ReloadRow>,
     pub peer_skipped: bool,
+    /// Cases that failed, with the reason; the suite goes on without them.
+    pub failures: Vec<String>,
 }
 
 impl Report {
+    pub fn failed(&mut self, case: String, error: &anyhow::Error) {
+        eprintln!("sluice-bench: {case} failed: {error:#}");
+        self.failures.push(format!("{case}: {error:#}"));
+    }
+
     fn baseline(&self, row: &Row) -> Option<&Row> {
         self.rows.iter().find(|r| r.broker == row.broker && r.case == row.case && r.variant == "B0")
     }
@@ -71,7 +79,8 @@ impl Report {
             .iter()
             .filter(|r| r.variant == "H2")
             .filter_map(|h2| {
-                let peer = self.rows.iter().find(|r| r.broker == h2.broker && r.case == h2.case && r.variant == "peer")?;
+                let peer =
+                    self.rows.iter().find(|r| r.broker == h2.broker && r.case == h2.case && r.variant == "peer")?;
                 Some((
                     h2.measurement.per_sec() / peer.measurement.per_sec(),
                     peer.measurement.cpu_per_million() / h2.measurement.cpu_per_million(),
@@ -102,7 +111,10 @@ fn ms(us: u64) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "### Throughput\n")?;
-        writeln!(f, "| broker | case | variant | msg/s | MB/s | CPU s per M events | peak RSS MiB | msg/s vs B0 | CPU per event vs B0 |")?;
+        writeln!(
+            f,
+            "| broker | case | variant | msg/s | MB/s | CPU s per M events | peak RSS MiB | msg/s vs B0 | CPU per event vs B0 |"
+        )?;
         writeln!(f, "|---|---|---|---:|---:|---:|---:|---:|---:|")?;
         for row in &self.rows {
             let m = &row.measurement;
@@ -130,10 +142,16 @@ impl fmt::Display for Report {
         }
         if !self.latency.is_empty() {
             writeln!(f, "\n### End-to-end latency at a fixed offered load (ms, Kafka)\n")?;
-            writeln!(f, "| load | msg/s | B0 p50 | B0 p99 | B0 p99.9 | H1 p50 | H1 p99 | H1 p99.9 | added p50 | added p99 | added p99.9 |")?;
+            writeln!(
+                f,
+                "| load | msg/s | B0 p50 | B0 p99 | B0 p99.9 | H1 p50 | H1 p99 | H1 p99.9 | added p50 | added p99 | added p99.9 |"
+            )?;
             writeln!(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
             for row in &self.latency {
-                let (Some(b), Some(h)) = (&row.b0, &row.h1) else { continue };
+                let (Some(b), Some(h)) = (&row.b0, &row.h1) else {
+                    writeln!(f, "| {}% | {:.0} | not measured: {} |", row.percent, row.rate, row.errors.join("; "))?;
+                    continue;
+                };
                 let added = |h: u64, b: u64| format!("{:+.2}", (h as f64 - b as f64) / 1e3);
                 writeln!(
                     f,
@@ -154,7 +172,10 @@ impl fmt::Display for Report {
         }
         if !self.reloads.is_empty() {
             writeln!(f, "\n### Reload: new plugin file renamed into place → first event on the new version (ms)\n")?;
-            writeln!(f, "| broker | debounce | reload | version published | first event processed (input timestamp) | its output read back |")?;
+            writeln!(
+                f,
+                "| broker | debounce | reload | version published | first event processed (input timestamp) | its output read back |"
+            )?;
             writeln!(f, "|---|---|---:|---:|---:|---:|")?;
             for row in &self.reloads {
                 for (i, t) in row.times.iter().enumerate() {
@@ -169,6 +190,12 @@ impl fmt::Display for Report {
                         t.seen
                     )?;
                 }
+            }
+        }
+        if !self.failures.is_empty() {
+            writeln!(f, "\n### Failed cases\n")?;
+            for failure in &self.failures {
+                writeln!(f, "- {failure}")?;
             }
         }
         writeln!(f, "\n### Against the targets\n")?;

@@ -73,19 +73,28 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
                 let case = format!("{size} B, {partitions}p");
                 eprintln!("sluice-bench: {} {case}: {count} records", broker.name());
                 let prefix = format!("bench.{id}.{}.{size}.{partitions}.", broker.name());
-                report.rows.extend(synthetic_case(&broker, &prefix, &case, size, count, partitions).await?);
+                match synthetic_case(&broker, &prefix, &case, size, count, partitions).await {
+                    Ok(rows) => report.rows.extend(rows),
+                    Err(e) => report.failed(format!("{} {case}", broker.name()), &e),
+                }
             }
         }
         if settings.olist_events > 0 {
             eprintln!("sluice-bench: {} Olist: {} events", broker.name(), settings.olist_events);
             let prefix = format!("bench.{id}.{}.olist.", broker.name());
-            report.rows.extend(olist_case(&broker, &prefix, settings).await?);
+            match olist_case(&broker, &prefix, settings).await {
+                Ok(rows) => report.rows.extend(rows),
+                Err(e) => report.failed(format!("{} Olist", broker.name()), &e),
+            }
         }
         if broker.name() == "kafka" {
             report.latency = latency_runs(&broker, id, &report.rows, settings).await?;
         }
         if settings.reloads > 0 && report.reloads.is_empty() {
-            report.reloads = reload_runs(&broker, id, settings.reloads).await?;
+            match reload_runs(&broker, id, settings.reloads).await {
+                Ok(reloads) => report.reloads = reloads,
+                Err(e) => report.failed(format!("{} reload", broker.name()), &e),
+            }
         }
     }
     report.peer_skipped = settings.python.is_none() && settings.olist_events > 0;
@@ -166,7 +175,7 @@ async fn latency_runs(broker: &Broker, id: u64, rows: &[Row], settings: &Setting
             size,
         };
         eprintln!("sluice-bench: latency at {percent}% of B0 ({:.0} msg/s)", load.rate);
-        let mut row = LatencyRow { percent, rate: load.rate, b0: None, h1: None };
+        let mut row = LatencyRow { percent, rate: load.rate, b0: None, h1: None, errors: Vec::new() };
         for (kind, variant) in [("b0", "B0"), ("h1", "H1")] {
             let prefix = format!("bench.{id}.latency.{percent}.{kind}.");
             let t = |s: &str| format!("{prefix}{s}");
@@ -181,12 +190,17 @@ async fn latency_runs(broker: &Broker, id: u64, rows: &[Row], settings: &Setting
             let (boot, inp, outp) = (bootstrap.clone(), input.clone(), output.clone());
             let offered = tokio::task::spawn_blocking(move || latency::offer(&boot, &inp, &outp, load));
             let (measured, latency) = tokio::join!(child, offered);
-            measured.with_context(|| format!("{variant} under offered load"))?;
-            let latency = latency.context("the latency task panicked")??;
-            if variant == "B0" {
-                row.b0 = Some(latency);
-            } else {
-                row.h1 = Some(latency);
+            // One failed load is reported as such; the rest of the suite goes on.
+            let latency = measured
+                .with_context(|| format!("{variant} under offered load"))
+                .and_then(|_| latency.context("the latency task panicked")?);
+            let slot = if variant == "B0" { &mut row.b0 } else { &mut row.h1 };
+            match latency {
+                Ok(latency) => *slot = Some(latency),
+                Err(e) => {
+                    eprintln!("sluice-bench: latency of {variant} at {percent}% failed: {e:#}");
+                    row.errors.push(format!("{variant}: {e:#}"));
+                }
             }
             broker.delete(&topics.map(|(t, _)| t)).await?;
         }
