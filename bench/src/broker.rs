@@ -31,6 +31,20 @@ impl Broker {
         }
     }
 
+    /// The records a case may use: the mock cluster keeps at most 5 MiB
+    /// (and 100,000 message sets) per partition and drops the oldest beyond
+    /// that (`rdkafka_mock.c`), so a bigger case would never see its
+    /// first records. Kafka takes any count.
+    pub fn max_records(&self, count: u64, size: usize, partitions: i32) -> u64 {
+        match self {
+            Broker::Kafka(_) => count,
+            Broker::Embedded(_) => {
+                let per_partition = 4 * 1024 * 1024 / (size as u64 + 64);
+                count.min(per_partition * partitions as u64)
+            }
+        }
+    }
+
     pub async fn create(&self, topics: &[(String, i32)]) -> anyhow::Result<()> {
         match self {
             Broker::Embedded(broker) => topics.iter().try_for_each(|(t, p)| broker.create_topic(t, *p)),

@@ -71,13 +71,17 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Suite { out } => {
             let settings = settings::Settings::from_env()?;
-            let report = suite::run(&settings).await?;
-            let text = report.to_string();
-            println!("{text}");
-            if let Some(out) = out {
-                std::fs::write(&out, &text)?;
-                std::fs::write(out.with_extension("json"), serde_json::to_string_pretty(&report)?)?;
-            }
+            let write = |report: &report::Report| {
+                let Some(out) = &out else { return };
+                let written = std::fs::write(out, report.to_string())
+                    .and_then(|()| std::fs::write(out.with_extension("json"), serde_json::to_string_pretty(report)?));
+                if let Err(e) = written {
+                    eprintln!("sluice-bench: cannot write {}: {e}", out.display());
+                }
+            };
+            let report = suite::run(&settings, &write).await?;
+            write(&report);
+            println!("{report}");
         }
         Command::Variant { kind, bootstrap, input, output, group, count } => {
             // Warnings and errors only: a variant's stderr is the suite's log.

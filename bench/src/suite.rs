@@ -59,7 +59,9 @@ fn run_id() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
+/// Runs the suite; `progress` gets the report so far after every case, so
+/// that a run cut short still leaves its figures behind.
+pub async fn run(settings: &Settings, progress: &dyn Fn(&Report)) -> anyhow::Result<Report> {
     let id = run_id();
     let mut report = Report::default();
     for name in &settings.brokers {
@@ -70,6 +72,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
         };
         for &(size, count) in &settings.sizes {
             for &partitions in &settings.partitions {
+                let count = broker.max_records(count, size, partitions);
                 let case = format!("{size} B, {partitions}p");
                 eprintln!("sluice-bench: {} {case}: {count} records", broker.name());
                 let prefix = format!("bench.{id}.{}.{size}.{partitions}.", broker.name());
@@ -77,6 +80,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
                     Ok(rows) => report.rows.extend(rows),
                     Err(e) => report.failed(format!("{} {case}", broker.name()), &e),
                 }
+                progress(&report);
             }
         }
         if settings.olist_events > 0 {
@@ -86,9 +90,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
                 Ok(rows) => report.rows.extend(rows),
                 Err(e) => report.failed(format!("{} Olist", broker.name()), &e),
             }
+            progress(&report);
         }
         if broker.name() == "kafka" {
             report.latency = latency_runs(&broker, id, &report.rows, settings).await?;
+            progress(&report);
         }
         if settings.reloads > 0 && report.reloads.is_empty() {
             match reload_runs(&broker, id, settings.reloads).await {
@@ -137,7 +143,8 @@ async fn olist_case(broker: &Broker, prefix: &str, settings: &Settings) -> anyho
         }
     }
     broker.create(&topics).await?;
-    let records = workload::olist(settings.olist_events)?;
+    // Olist values average about 300 bytes.
+    let records = workload::olist(broker.max_records(settings.olist_events, 320, 4))?;
     let mean = workload::mean_size(&records);
     let count = records.len() as u64;
     let bootstrap = broker.bootstrap();
