@@ -32,14 +32,21 @@ pub const DEMO_TOPICS: [&str; 7] = [
 pub enum Chain {
     /// H1: one pass-through plugin.
     Passthrough,
+    /// H1q: the same with `delivery.queue_per_partition` = [`UNPAUSED_QUEUE`].
+    Unpaused,
     /// H2: the demo's validate → enrich → route on the Olist tables.
     Olist,
+    /// H2q: H2 with H1q's queue.
+    OlistUnpaused,
 }
 
+/// H1q's partition queue: more than any case's records per partition.
+pub const UNPAUSED_QUEUE: usize = 1_000_000;
+
 /// H1's config: `input` through `passthrough` to `output`.
-fn passthrough_config(bootstrap: &str, group: &str, input: &str, output: &str) -> String {
+fn passthrough_config(bootstrap: &str, group: &str, input: &str, output: &str, delivery: &str) -> String {
     format!(
-        "[broker]\nbootstrap = \"{bootstrap}\"\ngroup = \"{group}\"\n[admin]\nlisten = \"off\"\n\
+        "[broker]\nbootstrap = \"{bootstrap}\"\ngroup = \"{group}\"\n[admin]\nlisten = \"off\"\n{delivery}\
          [[routes]]\nname = \"bench\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\ndlq = \"{output}.dlq\"\n\
          [[routes.chain]]\nplugin = \"passthrough\"\n"
     )
@@ -84,9 +91,18 @@ pub async fn run(
 ) -> anyhow::Result<Measurement> {
     let dir = tempfile::tempdir()?;
     let (text, route) = match chain {
-        Chain::Passthrough => (passthrough_config(bootstrap, group, input, output), "bench"),
+        Chain::Passthrough => (passthrough_config(bootstrap, group, input, output, ""), "bench"),
+        Chain::Unpaused => {
+            let delivery = format!("[delivery]\nqueue_per_partition = {UNPAUSED_QUEUE}\n");
+            (passthrough_config(bootstrap, group, input, output, &delivery), "bench")
+        }
         // For H2, `output` is the topic prefix.
         Chain::Olist => (olist_config(bootstrap, group, input, output), "orders"),
+        Chain::OlistUnpaused => {
+            let mut text = olist_config(bootstrap, group, input, output);
+            text.push_str(&format!("\n[delivery]\nqueue_per_partition = {UNPAUSED_QUEUE}\n"));
+            (text, "orders")
+        }
     };
     let config = lay_out(dir.path(), &text)?;
     let handle = Handle::new(LoadOptions::default());

@@ -63,7 +63,11 @@ enum Command {
 enum Kind {
     B0,
     H1,
+    /// H1 with a partition queue big enough that the source never pauses
+    /// (see BENCHMARKS.md: the pause/resume cycle is what limits H1).
+    H1q,
     H2,
+    H2q,
 }
 
 #[tokio::main]
@@ -92,7 +96,9 @@ async fn main() -> anyhow::Result<()> {
                         .await??
                 }
                 Kind::H1 => host::run(host::Chain::Passthrough, &bootstrap, &input, &output, &group, count).await?,
+                Kind::H1q => host::run(host::Chain::Unpaused, &bootstrap, &input, &output, &group, count).await?,
                 Kind::H2 => host::run(host::Chain::Olist, &bootstrap, &input, &output, &group, count).await?,
+                Kind::H2q => host::run(host::Chain::OlistUnpaused, &bootstrap, &input, &output, &group, count).await?,
             };
             println!("{}", serde_json::to_string(&measurement)?);
         }

@@ -116,7 +116,7 @@ async fn synthetic_case(
     partitions: i32,
 ) -> anyhow::Result<Vec<Row>> {
     let t = |s: &str| format!("{prefix}{s}");
-    let topics = ["in", "b0.out", "h1.out", "h1.out.dlq"].map(|s| (t(s), partitions));
+    let topics = ["in", "b0.out", "h1.out", "h1.out.dlq", "h1q.out", "h1q.out.dlq"].map(|s| (t(s), partitions));
     broker.create(&topics).await?;
     let records = workload::synthetic(count, size);
     let mean = workload::mean_size(&records);
@@ -128,6 +128,7 @@ async fn synthetic_case(
     let rows = vec![
         row("B0", spawn.variant("b0", &t("b0.out"), &t("b0")).await?),
         row("H1", spawn.variant("h1", &t("h1.out"), &t("h1")).await?),
+        row("H1q", spawn.variant("h1q", &t("h1q.out"), &t("h1q")).await?),
     ];
     broker.delete(&topics.map(|(t, _)| t)).await?;
     Ok(rows)
@@ -137,7 +138,7 @@ async fn olist_case(broker: &Broker, prefix: &str, settings: &Settings) -> anyho
     let t = |s: &str| format!("{prefix}{s}");
     // The demo's layout: 4 input partitions, 4 per output topic, a 1-partition DLQ.
     let mut topics = vec![(t("in"), 4), (t("b0.out"), 4)];
-    for side in ["h2.", "py."] {
+    for side in ["h2.", "h2q.", "py."] {
         for topic in &crate::host::DEMO_TOPICS[1..] {
             topics.push((format!("{prefix}{side}{topic}"), if topic.ends_with("dlq") { 1 } else { 4 }));
         }
@@ -156,6 +157,7 @@ async fn olist_case(broker: &Broker, prefix: &str, settings: &Settings) -> anyho
     let mut rows = vec![
         row("B0", spawn.variant("b0", &t("b0.out"), &t("b0")).await?),
         row("H2", spawn.variant("h2", &t("h2."), &t("h2")).await?),
+        row("H2q", spawn.variant("h2q", &t("h2q."), &t("h2q")).await?),
     ];
     if let Some(python) = &settings.python {
         rows.push(row("peer", spawn.peer(python, &t("py."), &t("py")).await?));
@@ -183,7 +185,9 @@ async fn latency_runs(broker: &Broker, id: u64, rows: &[Row], settings: &Setting
         };
         eprintln!("sluice-bench: latency at {percent}% of B0 ({:.0} msg/s)", load.rate);
         let mut row = LatencyRow { percent, rate: load.rate, b0: None, h1: None, errors: Vec::new() };
-        for (kind, variant) in [("b0", "B0"), ("h1", "H1")] {
+        // H1q, not H1: H1 at its default queue cannot take even 25% of B0
+        // (see the throughput table), so its latency would be its backlog.
+        for (kind, variant) in [("b0", "B0"), ("h1q", "H1q")] {
             let prefix = format!("bench.{id}.latency.{percent}.{kind}.");
             let t = |s: &str| format!("{prefix}{s}");
             let topics = ["in", "out", "out.dlq"].map(|s| (t(s), 1));
