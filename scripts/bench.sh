@@ -5,8 +5,8 @@
 # microbenchmarks, and writes everything under $SLUICE_BENCH_OUT
 # (default /var/cache/sluice/bench): report.md, report.json, criterion.txt.
 #
-#   scripts/bench.sh            # the full suite (about 20 minutes on 2 cores)
-#   scripts/bench.sh --quick    # smaller counts and short criterion runs (about 6 minutes)
+#   scripts/bench.sh            # the full suite (about 13 minutes on 2 cores)
+#   scripts/bench.sh --quick    # smaller counts, loads of 25 and 50%, short criterion runs
 #   scripts/bench.sh --no-micro # the end-to-end suite only
 #
 # Settings (SLUICE_BENCH_SIZES, _PARTITIONS, _BROKERS, ...) are listed in
@@ -35,6 +35,7 @@ if ((quick)); then
   export SLUICE_BENCH_LATENCY_SECS="${SLUICE_BENCH_LATENCY_SECS:-2}"
   export SLUICE_BENCH_LATENCY_WARMUP="${SLUICE_BENCH_LATENCY_WARMUP:-1}"
   export SLUICE_BENCH_RELOADS="${SLUICE_BENCH_RELOADS:-3}"
+  export SLUICE_BENCH_LATENCY_LOADS="${SLUICE_BENCH_LATENCY_LOADS:-25,50}"
   criterion_args=(--warm-up-time 1 --measurement-time 2)
 else
   criterion_args=(--warm-up-time 2 --measurement-time 5)
