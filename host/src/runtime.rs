@@ -76,9 +76,20 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new() -> anyhow::Result<Self> {
+        Self::build(true)
+    }
+
+    /// An engine whose compiled code has no epoch checks, so call budgets are
+    /// NOT enforced: an endless loop runs forever. It exists only so that
+    /// `host/benches` can measure what the interruption costs.
+    pub fn without_epoch_interruption() -> anyhow::Result<Self> {
+        Self::build(false)
+    }
+
+    fn build(epoch_interruption: bool) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(epoch_interruption);
         // A guest's deep recursion must trap, not take the host's stack.
         config.max_wasm_stack(1024 * 1024);
         let engine = Engine::new(&config)?;
