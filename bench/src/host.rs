@@ -32,7 +32,8 @@ pub const DEMO_TOPICS: [&str; 7] = [
 pub enum Chain {
     /// H1: one pass-through plugin.
     Passthrough,
-    /// H1q: the same with `delivery.queue_per_partition` = [`UNPAUSED_QUEUE`].
+    /// H1q: the same with `delivery.queue_per_partition` = [`UNPAUSED_QUEUE`]
+    /// and the byte limit at its maximum: a queue that never fills.
     Unpaused,
     /// H2: the demo's validate → enrich → route on the Olist tables.
     Olist,
@@ -93,14 +94,17 @@ pub async fn run(
     let (text, route) = match chain {
         Chain::Passthrough => (passthrough_config(bootstrap, group, input, output, ""), "bench"),
         Chain::Unpaused => {
-            let delivery = format!("[delivery]\nqueue_per_partition = {UNPAUSED_QUEUE}\n");
+            let delivery =
+                format!("[delivery]\nqueue_per_partition = {UNPAUSED_QUEUE}\nqueue_bytes_per_partition = \"16GiB\"\n");
             (passthrough_config(bootstrap, group, input, output, &delivery), "bench")
         }
         // For H2, `output` is the topic prefix.
         Chain::Olist => (olist_config(bootstrap, group, input, output), "orders"),
         Chain::OlistUnpaused => {
             let mut text = olist_config(bootstrap, group, input, output);
-            text.push_str(&format!("\n[delivery]\nqueue_per_partition = {UNPAUSED_QUEUE}\n"));
+            text.push_str(&format!(
+                "\n[delivery]\nqueue_per_partition = {UNPAUSED_QUEUE}\nqueue_bytes_per_partition = \"16GiB\"\n"
+            ));
             (text, "orders")
         }
     };
