@@ -112,6 +112,45 @@ pub fn record(original: &Record, letter: &DeadLetter, dlq_topic: &str) -> OutRec
     }
 }
 
+/// On a stub: the size of the value the stub left out.
+pub const VALUE_DROPPED: &str = "sluice.dlq.value-dropped";
+/// On a stub: how many of the original's own headers it left out.
+pub const HEADERS_DROPPED: &str = "sluice.dlq.headers-dropped";
+/// On a stub: the size of the key it left out (keys up to [`STUB_MAX_KEY`] stay).
+pub const KEY_DROPPED: &str = "sluice.dlq.key-dropped";
+/// On a stub: why the full DLQ record was refused.
+pub const REFUSED: &str = "sluice.dlq.refused";
+/// The largest key a stub keeps.
+pub const STUB_MAX_KEY: usize = 1024;
+
+/// A DLQ record that the producer or broker refuses for good (too large) is
+/// replaced by this stub: the `sluice.dlq.*` headers that say where the event
+/// came from and why it failed, without the value and the original's own
+/// headers, and headers that say what was left out. The event is still
+/// accounted for; its content can be read again from the input topic at the
+/// offset the stub names, while retention keeps it.
+pub fn stub(letter: &OutRecord, refused: &str) -> OutRecord {
+    let (mut headers, dropped): (Vec<_>, Vec<_>) =
+        letter.headers.iter().cloned().partition(|(n, _)| n.starts_with(PREFIX));
+    let value_len = letter.value.as_ref().map_or(0, Vec::len);
+    headers.push((VALUE_DROPPED.to_owned(), value_len.to_string().into_bytes()));
+    headers.push((HEADERS_DROPPED.to_owned(), dropped.len().to_string().into_bytes()));
+    let key = match &letter.key {
+        Some(key) if key.len() > STUB_MAX_KEY => {
+            headers.push((KEY_DROPPED.to_owned(), key.len().to_string().into_bytes()));
+            None
+        }
+        key => key.clone(),
+    };
+    headers.push((REFUSED.to_owned(), refused.as_bytes().to_vec()));
+    OutRecord { topic: letter.topic.clone(), timestamp: letter.timestamp, key, value: None, headers }
+}
+
+/// Whether `letter` is already a stub (a refused stub cannot shrink further).
+pub fn is_stub(letter: &OutRecord) -> bool {
+    letter.header(VALUE_DROPPED).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +214,37 @@ mod tests {
         assert_eq!(header(&second, "sluice.dlq.error.message"), ["second"]);
         assert_eq!(header(&second, "sluice.dlq.error.kind"), ["trap"]);
         assert_eq!(second.headers.len(), first.headers.len());
+    }
+
+    #[test]
+    fn a_stub_keeps_the_story_and_says_what_it_left_out() {
+        let original = Record {
+            topic: "orders.events".into(),
+            offset: 7,
+            key: Some(vec![b'k'; STUB_MAX_KEY + 1]),
+            value: Some(vec![0; 2_000_000]),
+            headers: vec![("big".into(), vec![1; 500_000]), ("traceparent".into(), b"00-abc".to_vec())],
+            ..Record::default()
+        };
+        let full = record(&original, &letter(ErrorKind::Rejected, "bad"), "orders.dlq");
+        assert!(!is_stub(&full));
+        let s = stub(&full, "Broker: Message size too large");
+        assert!(is_stub(&s));
+        assert_eq!((s.topic.as_str(), s.key.as_deref(), s.value.as_deref()), ("orders.dlq", None, None));
+        assert_eq!(header(&s, VALUE_DROPPED), ["2000000"]);
+        assert_eq!(header(&s, HEADERS_DROPPED), ["2"]);
+        assert_eq!(header(&s, KEY_DROPPED), [(STUB_MAX_KEY + 1).to_string()]);
+        assert_eq!(header(&s, REFUSED), ["Broker: Message size too large"]);
+        assert_eq!(header(&s, "sluice.dlq.offset"), ["7"]);
+        assert_eq!(header(&s, "sluice.dlq.error.kind"), ["rejected"]);
+        assert!(s.headers.iter().all(|(n, _)| n.starts_with(PREFIX)));
+    }
+
+    #[test]
+    fn a_stub_keeps_a_small_key() {
+        let original = Record { key: Some(b"o-1".to_vec()), value: Some(b"x".to_vec()), ..Record::default() };
+        let s = stub(&record(&original, &letter(ErrorKind::Trap, "t"), "dlq"), "too large");
+        assert_eq!(s.key.as_deref(), Some(&b"o-1"[..]));
+        assert!(header(&s, KEY_DROPPED).is_empty());
     }
 }

@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod control;
 pub mod correlation;
+pub mod dead_letters;
 pub mod demo;
 pub mod dlq;
 pub mod dlq_tools;

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chain::{Chain, Disposition, Failed};
 use crate::config::{RetryPolicy, RetryTopic};
-use crate::dlq::{self, DeadLetter, ErrorKind};
+use crate::dead_letters;
+use crate::dlq::ErrorKind;
 use crate::offsets::Pending;
 use crate::record::Record;
 use crate::retry;
@@ -140,12 +141,12 @@ impl Worker {
                     return true;
                 }
                 Disposition::Deliver(outputs) => {
-                    self.deliver(&record, outputs).await;
+                    self.deliver(record, outputs).await;
                     return true;
                 }
                 Disposition::Dropped { plugin, .. } => {
                     self.stats.dropped(&self.route.name, &plugin);
-                    self.pend(record.offset, Vec::new());
+                    self.pend(record.offset, None, Vec::new(), Vec::new());
                     return true;
                 }
             };
@@ -243,11 +244,11 @@ impl Worker {
         }
     }
 
-    async fn deliver(&mut self, record: &Record, outputs: Vec<OutRecord>) {
+    async fn deliver(&mut self, record: Record, outputs: Vec<OutRecord>) {
         let route = self.route.name.clone();
         if outputs.is_empty() {
             self.stats.dropped(&route, "");
-            self.pend(record.offset, Vec::new());
+            self.pend(record.offset, None, Vec::new(), Vec::new());
             return;
         }
         let mut deliveries = Vec::with_capacity(outputs.len());
@@ -263,16 +264,16 @@ impl Worker {
                         delay_ms: None,
                     };
                     // Outputs already handed over stay; the DLQ record explains the rest.
-                    let mut dead = self.dead_letter_record(record, failed).await;
-                    deliveries.append(&mut dead);
-                    self.pend(record.offset, deliveries);
+                    self.dead_letter_with(&record, failed, deliveries).await;
                     return;
                 }
             }
         }
         self.stats.add(&route, Event::Delivered, 1);
         self.stats.add(&route, Event::Emitted, deliveries.len() as u64);
-        self.pend(record.offset, deliveries);
+        let offset = record.offset;
+        let input = self.original(record);
+        self.pend(offset, Some(input), deliveries, Vec::new());
     }
 
     /// The next retry tier, or the DLQ after the last.
@@ -287,7 +288,9 @@ impl Worker {
         match self.sink.send(&out).await {
             Ok(delivery) => {
                 self.stats.sent_to_retry_topic(&self.route.name, &failed.plugin, record, &tier.topic);
-                self.pend(record.offset, vec![(out, delivery)]);
+                // A tier record refused for good dead-letters the event instead.
+                let input = retry_topic::original(record, &self.route.retry_topics);
+                self.pend(record.offset, Some(input), vec![(out, delivery)], Vec::new());
             }
             Err(e) => {
                 let failed = Failed {
@@ -303,40 +306,37 @@ impl Worker {
     }
 
     async fn dead_letter(&mut self, record: &Record, failed: Failed) {
-        let deliveries = self.dead_letter_record(record, failed).await;
-        self.pend(record.offset, deliveries);
+        self.dead_letter_with(record, failed, Vec::new()).await;
     }
 
-    async fn dead_letter_record(&mut self, record: &Record, failed: Failed) -> Vec<(OutRecord, DeliveryFuture)> {
-        let kind = failed.kind;
-        let tiers = &self.route.retry_topics;
-        let letter = DeadLetter {
-            kind,
-            message: failed.message,
-            plugin: failed.plugin,
-            route: self.route.name.clone(),
-            group: self.route.group.clone(),
-            attempts: record.attempt,
-        };
-        self.stats.dead_lettered(record, &letter);
+    /// Dead-letters `record` beside the outputs of it already handed over.
+    async fn dead_letter_with(&mut self, record: &Record, failed: Failed, outputs: Vec<(OutRecord, DeliveryFuture)>) {
         // A record from a retry tier is dead-lettered as the event it was.
-        let out = dlq::record(&retry_topic::original(record, tiers), &letter, &self.route.dlq);
-        // A refused DLQ record holds the partition rather than losing the event.
-        let delivery = loop {
-            match self.sink.send(&out).await {
-                Ok(delivery) => break delivery,
-                Err(e) => {
-                    tracing::error!(dlq = %self.route.dlq, error = %e, "the producer refuses the DLQ record; holding the partition");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        };
-        vec![(out, delivery)]
+        let original = retry_topic::original(record, &self.route.retry_topics);
+        let dead = dead_letters::send(&self.sink, &self.stats, &self.route, &original, failed).await;
+        self.pend(record.offset, None, outputs, vec![dead]);
     }
 
-    fn pend(&self, offset: i64, deliveries: Vec<(OutRecord, DeliveryFuture)>) {
+    /// The event `record` is: itself, or, from a retry tier, the event it
+    /// was first. Kept while its outputs are in flight, to dead-letter it if
+    /// the broker refuses them.
+    fn original(&self, record: Record) -> Record {
+        if record.headers.iter().any(|(n, _)| n.starts_with(retry_topic::PREFIX)) {
+            retry_topic::original(&record, &self.route.retry_topics)
+        } else {
+            record
+        }
+    }
+
+    fn pend(
+        &self,
+        offset: i64,
+        input: Option<Record>,
+        outputs: Vec<(OutRecord, DeliveryFuture)>,
+        dead_letters: Vec<(OutRecord, DeliveryFuture)>,
+    ) {
         // The acknowledger outlives the worker; a closed channel means the
         // partition was revoked, and its records will be consumed again.
-        let _ = self.acks.send(Pending { offset, deliveries });
+        let _ = self.acks.send(Pending { offset, input, route: self.route.clone(), outputs, dead_letters });
     }
 }

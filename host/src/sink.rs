@@ -83,3 +83,44 @@ impl Sink {
         self.producer.flush(timeout).map_err(|e| anyhow::anyhow!("producer flush: {e}"))
     }
 }
+
+/// An error that producing the same record again cannot cure: the record
+/// itself is refused (too large, malformed), by librdkafka or by the broker.
+/// Anything else (timeouts, a broker away, leadership moving) is transient.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidTopic
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_errors_are_permanent_and_broker_trouble_is_not() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::MessageBatchTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+        ] {
+            assert!(is_permanent(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert!(!is_permanent(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+    }
+}
