@@ -25,6 +25,9 @@
 #
 # Environment:
 #   SLUICE_KAFKA_HOME             cache/state dir (default /var/cache/sluice/kafka)
+#   SLUICE_KAFKA_LIB              jar dir (default $SLUICE_KAFKA_HOME/lib); point a
+#                                 second broker (own HOME and ports) at the first
+#                                 one's jars to start it without fetching
 #   SLUICE_KAFKA_PORT             client listener port      (default 19092)
 #   SLUICE_KAFKA_CONTROLLER_PORT  KRaft controller port     (default 19093)
 #   SLUICE_KAFKA_HEAP             broker max heap           (default 512m)
@@ -67,7 +70,7 @@ choose_cache() {
     fi
     [[ -w "$CACHE" ]] || die "cache dir $CACHE is not writable"
     CACHE="$(cd "$CACHE" && pwd)"
-    LIB="$CACHE/lib"
+    LIB="${SLUICE_KAFKA_LIB:-$CACHE/lib}"
     CONF="$CACHE/config"
     DATA="$CACHE/data"
     LOGDIR="$CACHE/logs"

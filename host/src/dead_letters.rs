@@ -66,15 +66,28 @@ fn stub(out: &OutRecord, error: &KafkaError) -> OutRecord {
     dlq::stub(out, &error.to_string())
 }
 
+/// How often the broker may refuse a record as too large before it is taken
+/// at its word. The broker judges whole batches, and librdkafka does not
+/// split one: a small record batched with a large one is refused with it,
+/// and goes through when produced again on its own.
+const BROKER_REFUSALS: u32 = 3;
+
 /// Waits until `record` is written. Transient failures are produced again
 /// with backoff; a permanent refusal is returned, since trying again cannot
 /// cure it.
 pub async fn confirm(sink: &Sink, record: &OutRecord, mut delivery: DeliveryFuture) -> Result<(), KafkaError> {
     let mut backoff = Duration::from_millis(100);
+    let mut refusals = 0;
     loop {
         let error = match delivery.await {
             Ok(Ok(_)) => return Ok(()),
-            Ok(Err((e, _))) if sink::is_permanent(&e) => return Err(e),
+            Ok(Err((e, _))) if sink::is_permanent(&e) => {
+                refusals += 1;
+                if refusals >= BROKER_REFUSALS {
+                    return Err(e);
+                }
+                e.to_string()
+            }
             Ok(Err((e, _))) => e.to_string(),
             Err(_) => "the producer dropped the delivery report".to_owned(),
         };

@@ -73,8 +73,8 @@ async fn retries_wait_exponential_backoff_then_deliver() {
     let pending = ack_rx.recv().await.unwrap();
     let waited = started.elapsed();
     assert_eq!(pending.offset, 42);
-    assert_eq!(pending.deliveries.len(), 1, "delivered to the output after the retries");
-    assert_eq!(pending.deliveries[0].0.topic, "out");
+    assert_eq!(pending.outputs.len(), 1, "delivered to the output after the retries");
+    assert_eq!(pending.outputs[0].0.topic, "out");
     // Attempts 2, 3 and 4 waited 1 s, 2 s and 4 s.
     assert!(waited >= Duration::from_secs(7) && waited < Duration::from_millis(7100), "waited {waited:?}");
     assert_eq!(stats.get("r", Event::Retried), 3);
@@ -118,7 +118,7 @@ async fn exhausted_retries_go_to_the_dlq_after_max_attempts() {
     let pending = ack_rx.recv().await.unwrap();
     // 500 ms, then 2 s capped to 1 s.
     assert_eq!(started.elapsed().as_millis(), 1500);
-    let (dead, _) = &pending.deliveries[0];
+    let (dead, _) = &pending.dead_letters[0];
     assert_eq!(dead.topic, "the.dlq");
     assert_eq!(dead.header("sluice.dlq.error.kind"), Some(&b"retries-exhausted"[..]));
     assert_eq!(dead.header("sluice.dlq.attempts"), Some(&b"3"[..]));

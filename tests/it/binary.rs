@@ -4,22 +4,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
-
+use crate::audit::committed_offsets;
 use crate::broker::{bootstrap, create_topics, produce, read_all, unique};
 use crate::support::plugin;
 
 fn committed(group: &str, topic: &str, partitions: i32) -> i64 {
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    got.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
+    committed_offsets(bootstrap(), group, topic, partitions).iter().sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,9 +39,18 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn create_topics(topics: &[(&str, i32)]) {
+    create_topics_on(bootstrap(), topics, &[]).await;
+}
+
+/// Creates `topics` on the broker at `address`, each with the topic
+/// `settings` (e.g. `max.message.bytes`).
+pub async fn create_topics_on(address: &str, topics: &[(&str, i32)], settings: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
-    let new: Vec<NewTopic<'_>> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+        ClientConfig::new().set("bootstrap.servers", address).create().expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(t, p)| settings.iter().fold(NewTopic::new(t, *p, TopicReplication::Fixed(1)), |n, (k, v)| n.set(k, v)))
+        .collect();
     let results = admin
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
         .await
@@ -55,8 +64,13 @@ pub async fn create_topics(topics: &[(&str, i32)]) {
 
 /// Produces `(key, value)` records and waits for every acknowledgement.
 pub async fn produce(topic: &str, records: &[(Option<String>, String)]) {
+    produce_on(bootstrap(), topic, records).await;
+}
+
+/// [`produce`] to the broker at `address`.
+pub async fn produce_on(address: &str, topic: &str, records: &[(Option<String>, String)]) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", address)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
@@ -87,7 +101,12 @@ pub struct Read {
 
 /// Reads every record currently in `topic`.
 pub fn read_all(topic: &str) -> Vec<Read> {
-    sluice::kafka::read_all(bootstrap(), topic, Duration::from_secs(30))
+    read_all_on(bootstrap(), topic)
+}
+
+/// [`read_all`] from the broker at `address`.
+pub fn read_all_on(address: &str, topic: &str) -> Vec<Read> {
+    sluice::kafka::read_all(address, topic, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("reading {topic}: {e:#}"))
         .into_iter()
         .map(|m| Read {

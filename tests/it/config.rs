@@ -25,7 +25,7 @@ const PLUGINS: &[&str] = &["passthrough", "validate", "enrich", "route", "fx_rej
 /// A scratch deployment directory: `plugins/`, `data/`, and the tables
 /// again under the names `config/demo.toml` and `config/production.toml`
 /// use.
-fn deployment() -> TempDir {
+pub fn deployment() -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
@@ -54,7 +54,7 @@ fn deployment() -> TempDir {
 }
 
 /// The `*.toml` files in `tests/config/<kind>`, sorted.
-fn configs(kind: &str) -> Vec<PathBuf> {
+pub fn configs(kind: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/config").join(kind))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -4,17 +4,23 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod audit;
+mod bad_records;
 mod backoff;
 mod binary;
 mod broker;
 mod chain;
 mod config;
+mod crash;
 mod dlq_tools;
+mod failover;
+mod fuzz;
 mod golden;
 mod hostile;
 mod interop;
 mod logs;
 mod metrics;
+mod own_broker;
 mod pipeline;
 mod plugins;
 mod produce;
