@@ -133,6 +133,11 @@ pub enum Problem {
     Listen(String),
     #[error("no [[routes]]; give at least one, or sluice would consume nothing")]
     NoRoutes,
+    #[error(
+        "empty, and so are outputs: a plugin's pass or emit would have no topic it may write to, so every record \
+         would go to the DLQ; list the topics plugins emit to in allow, or give outputs"
+    )]
+    NowhereToWrite,
 }
 
 /// Every error found in one config file, in the order they appear in it.

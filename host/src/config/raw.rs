@@ -210,9 +210,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub outputs: Vec<Spanned<String>>,
     /// Topics plugins may emit to by name; `outputs` are allowed implicitly.
-    /// Default: none.
-    #[serde(default)]
-    pub allow: Vec<Spanned<String>>,
+    /// Default: none. Spanned as a whole, so that an empty list written out
+    /// can be pointed at.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// The dead-letter topic for records a plugin rejects or that run out of
     /// attempts. Required.
     pub dlq: Option<Spanned<String>>,

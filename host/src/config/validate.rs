@@ -520,7 +520,14 @@ impl Checker<'_> {
             let name = self.required_name(raw.name.as_ref(), spanned, &key, "route", &mut names, "name the route");
             let inputs = self.inputs(raw, spanned, i, &name, &mut owners);
             let outputs = self.topics(&raw.outputs, &format!("{key}.outputs"), true);
-            let allowed = self.topics(&raw.allow, &format!("{key}.allow"), false);
+            let raw_allow = raw.allow.as_ref().map_or(&[][..], |a| a.get_ref().as_slice());
+            let allowed = self.topics(raw_allow, &format!("{key}.allow"), false);
+            // An allow list written out empty, with no outputs either: nothing
+            // a plugin passes or emits could be written. (Leaving both out is
+            // allowed: such a route only drops and dead-letters, on purpose.)
+            if let Some(allow) = raw.allow.as_ref().filter(|a| a.get_ref().is_empty() && outputs.is_empty()) {
+                self.report(Some(allow.span()), format!("{key}.allow"), Problem::NowhereToWrite);
+            }
             let dlq = match &raw.dlq {
                 None => {
                     self.report(
@@ -545,7 +552,7 @@ impl Checker<'_> {
                 name: name.clone(),
                 inputs: raw.inputs.as_ref().map(|i| i.get_ref().iter().collect()).unwrap_or_default(),
                 outputs: &raw.outputs,
-                allow: &raw.allow,
+                allow: raw_allow,
                 dlq: raw.dlq.as_ref(),
                 tiers: raw.retry_topics.iter().filter_map(|t| t.get_ref().topic.as_ref()).collect(),
             });
