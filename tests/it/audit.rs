@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::broker::Read;
@@ -25,10 +26,10 @@ pub fn env_count(name: &str, default: usize) -> usize {
 /// demo slice in `config/demo/data`, or, with `SLUICE_RELIABILITY_EVENTS`
 /// set and the full dataset in `$SLUICE_DATA/olist-ecommerce`, that many
 /// events of the full dataset.
-pub fn olist_events(default_limit: usize) -> Vec<(Option<String>, String)> {
-    let limit = env_count("SLUICE_RELIABILITY_EVENTS", default_limit);
+pub fn olist_events() -> Vec<(Option<String>, String)> {
+    let limit: Option<usize> = std::env::var("SLUICE_RELIABILITY_EVENTS").ok().and_then(|v| v.parse().ok());
     let full = std::env::var("SLUICE_DATA").ok().map(|d| Path::new(&d).join("olist-ecommerce"));
-    let events = match full.filter(|d| limit > default_limit && d.join("olist_orders_dataset.csv").exists()) {
+    let events = match full.filter(|d| limit.is_some() && d.join("olist_orders_dataset.csv").exists()) {
         Some(dir) => {
             let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
             sluice::demo::olist::events_from_csv(
@@ -42,7 +43,7 @@ pub fn olist_events(default_limit: usize) -> Vec<(Option<String>, String)> {
     };
     events
         .into_iter()
-        .take(limit)
+        .take(limit.unwrap_or(usize::MAX))
         .map(|e| (Some(e.key.clone()), String::from_utf8(e.value_bytes()).unwrap()))
         .collect()
 }
@@ -137,9 +138,44 @@ pub fn committed_offsets(address: &str, group: &str, topic: &str, partitions: i3
 
 /// Sum of the high watermarks of `topic`: how many records it holds.
 pub fn high_watermarks(address: &str, topic: &str, partitions: i32) -> i64 {
+    high_watermark_each(address, topic, partitions).iter().sum()
+}
+
+/// The high watermark of each partition of `topic`.
+pub fn high_watermark_each(address: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", address).set("group.id", "sluice-audit").create().unwrap();
-    (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(30)).map_or(0, |(_, h)| h)).sum()
+    (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(30)).map_or(0, |(_, h)| h))
+        .collect()
+}
+
+/// Produces `events` in slices of 50 spread over about `over`, as a steady
+/// stream: a host that is killed or stopped meanwhile is caught mid-stream.
+pub async fn feed(address: &str, topic: &str, events: &[(Option<String>, String)], over: Duration) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    let pause = over / events.len().div_ceil(50).max(1) as u32;
+    for chunk in events.chunks(50) {
+        let sends: Vec<_> = chunk
+            .iter()
+            .map(|(key, value)| {
+                let mut record = FutureRecord::<str, str>::to(topic).payload(value);
+                if let Some(key) = key {
+                    record = record.key(key);
+                }
+                producer.send(record, Duration::from_secs(30))
+            })
+            .collect();
+        for sent in sends {
+            sent.await.expect("delivery");
+        }
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Waits until the group has committed `total` offsets of `topic`, or panics

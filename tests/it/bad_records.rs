@@ -1,6 +1,6 @@
 //! The bad-record corpus: records a producer can put on a topic that a
-//! pipeline must survive. Each case has its documented outcome (README,
-//! "Bad records"), and none holds its partition: all share one partition,
+//! pipeline must survive. Each case has its documented outcome
+//! (RELIABILITY.md, "Bad records"), and none holds its partition: all share one partition,
 //! and a good record produced after them comes out within seconds.
 
 use std::time::Duration;
@@ -119,6 +119,26 @@ fn header_names(m: &OwnedMessage) -> Vec<String> {
     m.headers().map(|hs| hs.iter().map(|h| h.key).filter(own).map(str::to_owned).collect()).unwrap_or_default()
 }
 
+/// How many times case `offset` appears downstream: in the output (by its
+/// value) or the DLQ (by its offset header).
+fn appearances(offset: usize, case: &Case, outputs: &[OwnedMessage], letters: &[OwnedMessage]) -> usize {
+    let out = outputs.iter().filter(|m| case.value.is_some() && m.payload() == case.value.as_deref()).count();
+    let dead = letters.iter().filter(|m| header(m, "sluice.dlq.offset") == Some(&offset.to_string())).count();
+    out + dead
+}
+
+fn report_corpus(scenario: &str, cases: &[Case], outputs: &[OwnedMessage], letters: &[OwnedMessage], took: Duration) {
+    let seen: Vec<usize> = cases.iter().enumerate().map(|(i, c)| appearances(i, c, outputs, letters)).collect();
+    crate::audit::report(
+        scenario,
+        serde_json::json!({
+            "trials": 1, "events": cases.len(), "lost": seen.iter().filter(|n| **n == 0).count(),
+            "duplicated": seen.iter().map(|n| n.saturating_sub(1)).sum::<usize>(), "dead_lettered": letters.len(),
+            "took_ms": took.as_millis() as u64,
+        }),
+    );
+}
+
 fn routes(input: &str, output: &str, dlq: &str) -> String {
     format!(
         "[[routes]]\nname = \"bad\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\ndlq = \"{dlq}\"\n\
@@ -146,6 +166,7 @@ async fn every_bad_record_gets_its_documented_outcome_and_none_stalls_the_partit
 
     let outputs = read(&output);
     let letters = read(&dlq);
+    report_corpus("bad-records", &cases, &outputs, &letters, took);
     for (offset, case) in cases.iter().enumerate() {
         let offset = offset as i64;
         let id = case.value.as_deref().and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok());
@@ -192,7 +213,13 @@ async fn records_a_topic_refuses_as_too_large_are_dead_lettered_and_the_partitio
     create_topics_on(bootstrap(), &[(&input, 1)], &[]).await;
     // The broker, not the producer, refuses: the producer's limit is 1 MB.
     create_topics_on(bootstrap(), &[(&output, 1), (&dlq, 1)], &[("max.message.bytes", "2048")]).await;
-    let small = |id: &str| Case { name: "small", key: Some(b"k".to_vec()), value: json(id, 10), headers: Vec::new(), outcome: Outcome::Output };
+    let small = |id: &str| Case {
+        name: "small",
+        key: Some(b"k".to_vec()),
+        value: json(id, 10),
+        headers: Vec::new(),
+        outcome: Outcome::Output,
+    };
     let large = |id: &str| Case {
         name: "over the topic's max.message.bytes",
         key: Some(b"k".to_vec()),
@@ -204,11 +231,14 @@ async fn records_a_topic_refuses_as_too_large_are_dead_lettered_and_the_partitio
     produce_cases(bootstrap(), &input, &cases).await;
 
     let group = unique("small");
+    let started = std::time::Instant::now();
     let running = start_pipeline(&group, &routes(&input, &output, &dlq), "");
     running.until_completed(cases.len() as u64).await;
+    let took = started.elapsed();
     running.stop().await;
 
     let outputs = read(&output);
+    report_corpus("broker-refuses-too-large", &cases, &outputs, &read(&dlq), took);
     let ids: Vec<_> = outputs
         .iter()
         .map(|m| serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["eventId"].clone())
@@ -221,7 +251,10 @@ async fn records_a_topic_refuses_as_too_large_are_dead_lettered_and_the_partitio
         assert_eq!(header(letter, "sluice.dlq.error.kind"), Some("produce-refused"));
         assert!(header(letter, "sluice.dlq.error.message").unwrap().contains("too large"), "{letter:?}");
         assert_eq!(letter.payload(), None, "the full DLQ record is over the limit too: a stub");
-        assert_eq!(header(letter, "sluice.dlq.value-dropped"), Some(cases[1].value.as_ref().unwrap().len().to_string().as_str()));
+        assert_eq!(
+            header(letter, "sluice.dlq.value-dropped"),
+            Some(cases[1].value.as_ref().unwrap().len().to_string().as_str())
+        );
         assert!(header(letter, "sluice.dlq.refused").unwrap().contains("too large"), "{letter:?}");
     }
 }

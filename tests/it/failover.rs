@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::audit::{self, Host, env_count, high_watermarks, olist_events, until_committed};
+use crate::audit::{self, Host, env_count, feed, high_watermarks, olist_events, until_committed};
 use crate::broker::{bootstrap, create_topics, create_topics_on, produce, produce_on, read_all, read_all_on, unique};
 use crate::own_broker::OwnBroker;
 
@@ -22,10 +22,34 @@ async fn until_grows(address: &str, topic: &str, than: i64, host: &mut Host) {
     }
 }
 
-async fn until_logged(log: &Path, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(log).unwrap_or_default().contains(needle) {
-        assert!(Instant::now() < deadline, "{} never logged {needle:?}:\n{}", log.display(), Host::tail(log));
+/// How many partitions the host holds, from its log: assignments are
+/// incremental (cooperative-sticky), so the sum of those assigned less
+/// those revoked.
+fn assigned(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let count = |l: &str| -> i64 {
+        l.split("partitions=").nth(1).and_then(|n| n.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    };
+    let held: i64 = text
+        .lines()
+        .map(|l| {
+            if l.contains("partitions assigned") {
+                count(l)
+            } else if l.contains("partitions revoked") {
+                -count(l)
+            } else {
+                0
+            }
+        })
+        .sum();
+    held.max(0) as usize
+}
+
+/// Waits until the host's latest assignment holds `check`-many partitions.
+async fn until_assigned(log: &Path, check: impl Fn(usize) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !check(assigned(log)) {
+        assert!(Instant::now() < deadline, "{} never got its partitions:\n{}", log.display(), Host::tail(log));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -37,7 +61,7 @@ async fn the_broker_killed_and_restarted_mid_stream_loses_nothing() {
     let address = broker.bootstrap();
     let (input, output, dlq) = (unique("restart.in"), unique("restart.out"), unique("restart.dlq"));
     create_topics_on(&address, &[(&input, PARTITIONS), (&output, PARTITIONS), (&dlq, 1)], &[]).await;
-    let events = olist_events(usize::MAX);
+    let events = olist_events();
     let slices: Vec<_> = events.chunks(events.len().div_ceil(restarts + 1)).collect();
 
     let dir = tempfile::tempdir().unwrap();
@@ -69,7 +93,8 @@ async fn the_broker_killed_and_restarted_mid_stream_loses_nothing() {
         crashes += 1;
     }
 
-    let result = audit::audit(&read_all_on(&address, &input), &read_all_on(&address, &output), &read_all_on(&address, &dlq));
+    let result =
+        audit::audit(&read_all_on(&address, &input), &read_all_on(&address, &output), &read_all_on(&address, &dlq));
     audit::report(
         "broker-restart",
         serde_json::json!({
@@ -87,7 +112,7 @@ async fn the_broker_killed_and_restarted_mid_stream_loses_nothing() {
 async fn a_killed_host_s_partitions_move_to_the_other_with_nothing_lost() {
     let (input, output, dlq) = (unique("scale.in"), unique("scale.out"), unique("scale.dlq"));
     create_topics(&[(&input, PARTITIONS), (&output, PARTITIONS), (&dlq, 1)]).await;
-    let events = olist_events(usize::MAX);
+    let events = olist_events();
     let (first, rest) = events.split_at(events.len() / 3);
     produce(&input, first).await;
 
@@ -97,22 +122,32 @@ async fn a_killed_host_s_partitions_move_to_the_other_with_nothing_lost() {
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
     let mut a = Host::spawn(&config, &log_a);
     let mut b = Host::spawn(&config, &log_b);
-    until_logged(&log_a, "partition worker started").await;
-    until_logged(&log_b, "partition worker started").await;
+    // Both in the group: the partitions are shared out.
+    until_assigned(&log_b, |n| n > 0).await;
+    until_assigned(&log_a, |n| n > 0 && n < PARTITIONS as usize).await;
     let before = high_watermarks(bootstrap(), &output, PARTITIONS);
-    produce(&input, rest).await;
-    // Kill A while it has work outstanding, so that B must redo A's tail.
+    let feeder = {
+        let (input, rest) = (input.clone(), rest.to_vec());
+        tokio::spawn(async move { feed(bootstrap(), &input, &rest, Duration::from_secs(3)).await })
+    };
+    // Kill A while records stream in, so that B must redo A's tail.
     until_grows(bootstrap(), &output, before, &mut a).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mid_stream = !feeder.is_finished();
     let mut crashes = usize::from(!b.alive());
     if !a.kill9() {
         crashes += 1;
     }
+    let killed = Instant::now();
+    until_assigned(&log_b, |n| n == PARTITIONS as usize).await;
+    let takeover = killed.elapsed();
+    let taken_over = assigned(&log_b);
+    feeder.await.unwrap();
     until_committed(bootstrap(), &group, &input, PARTITIONS, events.len() as i64, Duration::from_secs(120)).await;
     let (status, _) = b.terminate().await;
     if !status.success() || Host::panicked(&log_b) || Host::panicked(&log_a) {
         crashes += 1;
     }
-    let taken_over = std::fs::read_to_string(&log_b).unwrap().matches("partition worker started").count();
 
     let result = audit::audit(&read_all(&input), &read_all(&output), &read_all(&dlq));
     audit::report(
@@ -120,12 +155,13 @@ async fn a_killed_host_s_partitions_move_to_the_other_with_nothing_lost() {
         serde_json::json!({
             "trials": 1, "events": result.events, "lost": result.lost.len(), "duplicated": result.duplicated,
             "dead_lettered": result.dead_lettered, "out_of_order_keys": result.out_of_order.len(),
-            "survivor_partitions_started": taken_over, "host_crashes": crashes,
+            "survivor_partitions": taken_over, "takeover_ms": takeover.as_millis() as u64, "killed_mid_stream": mid_stream, "host_crashes": crashes,
         }),
     );
     assert_eq!(result.events, events.len());
     assert!(result.lost.is_empty(), "lost {} events: {:?}", result.lost.len(), result.lost);
     assert!(result.out_of_order.is_empty(), "per-key order broken: {:?}", result.out_of_order);
     assert_eq!(crashes, 0, "a host crashed:\n{}\n{}", Host::tail(&log_a), Host::tail(&log_b));
-    assert!(taken_over >= PARTITIONS as usize, "the survivor never took over the killed host's partitions:\n{}", Host::tail(&log_b));
+    assert_eq!(taken_over, PARTITIONS as usize, "the survivor holds every partition at the end");
+    assert!(mid_stream, "the kill landed after the stream ended");
 }

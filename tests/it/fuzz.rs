@@ -16,8 +16,29 @@ use sluice_sdk::{Output, Verdict};
 use crate::audit::env_count;
 use crate::config::{configs, deployment};
 
-fn runner() -> TestRunner {
-    TestRunner::new(RunnerConfig { cases: env_count("SLUICE_FUZZ_CASES", 256) as u32, ..RunnerConfig::default() })
+fn cases() -> u32 {
+    env_count("SLUICE_FUZZ_CASES", 256) as u32
+}
+
+/// Runs `test` on `cases()` inputs drawn from `strategy`, reports the
+/// figures, and fails with proptest's shrunk counterexample on a finding.
+fn fuzz<S: Strategy>(target: &str, strategy: &S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let mut runner =
+        TestRunner::new(RunnerConfig { cases: cases(), failure_persistence: None, ..RunnerConfig::default() });
+    let started = std::time::Instant::now();
+    let result = runner.run(strategy, test);
+    crate::audit::report(
+        &format!("fuzz-{target}"),
+        serde_json::json!({
+            "trials": cases(), "findings": u32::from(result.is_err()), "took_ms": started.elapsed().as_millis() as u64,
+        }),
+    );
+    if let Err(e) = result {
+        panic!("fuzz {target}: {e}");
+    }
 }
 
 /// Loads `text` as `fuzz.toml` in `dir` and checks the contract: a config, or
@@ -37,34 +58,96 @@ fn check_config(text: &str, dir: &Path) -> Result<(), TestCaseError> {
 /// the TOML parser and reach validation.
 fn toml_line() -> impl Strategy<Value = String> {
     let tables = prop::sample::select(vec![
-        "[broker]", "[plugins]", "[defaults.retry]", "[defaults.budgets]", "[delivery]", "[admin]", "[reload]",
-        "[[routes]]", "[[routes.chain]]", "[routes.chain.config]", "[[tables]]", "[broker.consumer]", "[routes.retry]",
+        "[broker]",
+        "[plugins]",
+        "[defaults.retry]",
+        "[defaults.budgets]",
+        "[delivery]",
+        "[admin]",
+        "[reload]",
+        "[[routes]]",
+        "[[routes.chain]]",
+        "[routes.chain.config]",
+        "[[tables]]",
+        "[broker.consumer]",
+        "[routes.retry]",
     ]);
     let keys = prop::sample::select(vec![
-        "bootstrap", "group", "dir", "name", "inputs", "outputs", "allow", "dlq", "plugin", "config", "budgets",
-        "retry", "max_attempts", "max_faults", "initial_backoff", "max_backoff", "multiplier", "jitter", "timeout",
-        "memory", "max_outputs", "max_output_bytes", "file", "key", "format", "listen", "watch", "debounce",
-        "batch_size", "queue_per_partition", "commit_interval", "shutdown_grace", "\"session.timeout.ms\"",
+        "bootstrap",
+        "group",
+        "dir",
+        "name",
+        "inputs",
+        "outputs",
+        "allow",
+        "dlq",
+        "plugin",
+        "config",
+        "budgets",
+        "retry",
+        "max_attempts",
+        "max_faults",
+        "initial_backoff",
+        "max_backoff",
+        "multiplier",
+        "jitter",
+        "timeout",
+        "memory",
+        "max_outputs",
+        "max_output_bytes",
+        "file",
+        "key",
+        "format",
+        "listen",
+        "watch",
+        "debounce",
+        "batch_size",
+        "queue_per_partition",
+        "commit_interval",
+        "shutdown_grace",
+        "\"session.timeout.ms\"",
     ]);
     let values = prop::sample::select(vec![
-        "\"embedded\"", "\"orders\"", "[\"orders.events\"]", "[]", "[\"a\", \"a\"]", "0", "-1", "3", "1e309",
-        "9223372036854775807", "\"250ms\"", "\"5m\"", "\"-3s\"", "\"10\"", "\"16MiB\"", "\"-64MiB\"", "true",
-        "{ memory = 0 }", "{ max_attempts = 2 }", "\"127.0.0.1:0\"", "\"localhost\"", "\"passthrough\"",
-        "\"validate\"", "\"../x\"", "1.5", "\"\"", "\"\\u0000\"", "[1, \"a\"]", "{", "\"unterminated",
+        "\"embedded\"",
+        "\"orders\"",
+        "[\"orders.events\"]",
+        "[]",
+        "[\"a\", \"a\"]",
+        "0",
+        "-1",
+        "3",
+        "1e309",
+        "9223372036854775807",
+        "\"250ms\"",
+        "\"5m\"",
+        "\"-3s\"",
+        "\"10\"",
+        "\"16MiB\"",
+        "\"-64MiB\"",
+        "true",
+        "{ memory = 0 }",
+        "{ max_attempts = 2 }",
+        "\"127.0.0.1:0\"",
+        "\"localhost\"",
+        "\"passthrough\"",
+        "\"validate\"",
+        "\"../x\"",
+        "1.5",
+        "\"\"",
+        "\"\\u0000\"",
+        "[1, \"a\"]",
+        "{",
+        "\"unterminated",
     ]);
-    prop_oneof![
-        tables.prop_map(str::to_owned),
-        (keys, values).prop_map(|(k, v)| format!("{k} = {v}")),
-        "[ -~]{0,40}",
-    ]
+    prop_oneof![tables.prop_map(str::to_owned), (keys, values).prop_map(|(k, v)| format!("{k} = {v}")), "[ -~]{0,40}",]
 }
 
 #[test]
 fn config_text_never_panics_and_every_error_is_located() {
     let dir = deployment();
-    runner()
-        .run(&prop::collection::vec(toml_line(), 0..24), |lines| check_config(&lines.join("\n"), dir.path()))
-        .unwrap();
+    fuzz("config-lines", &prop::collection::vec(toml_line(), 0..24), |lines| {
+        check_config(&lines.join("\n"), dir.path())
+    });
 }
 
 /// An edit to a valid config: at a fraction of its length, delete some
@@ -118,19 +201,26 @@ fn mutated_valid_configs_never_panic_and_every_error_is_located() {
     files.push(crate::support::repo().join("config/demo.toml"));
     let texts: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
     let strategy = (0..texts.len(), prop::collection::vec(edit(), 1..5));
-    runner()
-        .run(&strategy, |(i, edits)| {
-            let text = edits.iter().fold(texts[i].clone(), |t, e| apply(&t, e));
-            check_config(&text, dir.path())
-        })
-        .unwrap();
+    fuzz("config-mutations", &strategy, |(i, edits)| {
+        let text = edits.iter().fold(texts[i].clone(), |t, e| apply(&t, e));
+        check_config(&text, dir.path())
+    });
 }
 
 /// JSON-ish input lines: objects over the input format's own fields with
 /// values of every type, and arbitrary text.
 fn input_line() -> impl Strategy<Value = String> {
     let field = prop::sample::select(vec![
-        "topic", "partition", "offset", "timestamp", "key", "value", "headers", "attempt", "extra", "key_base64",
+        "topic",
+        "partition",
+        "offset",
+        "timestamp",
+        "key",
+        "value",
+        "headers",
+        "attempt",
+        "extra",
+        "key_base64",
         "value_base64",
     ]);
     let value = prop_oneof![
@@ -156,17 +246,15 @@ fn input_line() -> impl Strategy<Value = String> {
 
 #[test]
 fn input_lines_never_panic_and_every_error_names_its_line() {
-    runner()
-        .run(&(input_line(), 1usize..100_000), |(text, line)| {
-            if let Err(e) = TestEvent::from_input_line(&text, line) {
-                prop_assert_eq!(e.line, line);
-                prop_assert!(!e.reason.is_empty());
-                let prefix = format!("line {line}: ");
-                prop_assert!(e.to_string().starts_with(&prefix), "{}", e);
-            }
-            Ok(())
-        })
-        .unwrap();
+    fuzz("test-input-lines", &(input_line(), 1usize..100_000), |(text, line)| {
+        if let Err(e) = TestEvent::from_input_line(&text, line) {
+            prop_assert_eq!(e.line, line);
+            prop_assert!(!e.reason.is_empty());
+            let prefix = format!("line {line}: ");
+            prop_assert!(e.to_string().starts_with(&prefix), "{}", e);
+        }
+        Ok(())
+    });
 }
 
 /// Reads every event of a request and every header of each.
@@ -207,45 +295,42 @@ fn fuzz_events() -> impl Strategy<Value = Vec<FuzzEvent>> {
 
 #[test]
 fn batch_requests_from_arbitrary_and_corrupted_bytes_never_panic() {
-    let corrupted = (fuzz_events(), any::<prop::sample::Index>(), any::<u8>(), any::<prop::sample::Index>())
-        .prop_map(|(events, at, byte, cut)| {
+    let corrupted = (fuzz_events(), any::<prop::sample::Index>(), any::<u8>(), any::<prop::sample::Index>()).prop_map(
+        |(events, at, byte, cut)| {
             let mut bytes = valid_request(&events);
             let i = at.index(bytes.len());
             bytes[i] ^= byte.max(1);
             bytes.truncate(cut.index(bytes.len() + 1).max(i + 1));
             bytes
-        });
+        },
+    );
     let strategy = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..64),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(|tail| [&abi::REQUEST_MAGIC[..], &tail].concat()),
         corrupted,
     ];
-    runner()
-        .run(&strategy, |bytes| {
-            if let Err(e) = read_request(&bytes) {
-                prop_assert!(e.at <= bytes.len(), "{e} is past the end of {} bytes", bytes.len());
-            }
-            Ok(())
-        })
-        .unwrap();
+    fuzz("batch-request-headers", &strategy, |bytes| {
+        if let Err(e) = read_request(&bytes) {
+            prop_assert!(e.at <= bytes.len(), "{e} is past the end of {} bytes", bytes.len());
+        }
+        Ok(())
+    });
 }
 
 #[test]
 fn valid_batch_requests_read_back_every_header_in_order() {
-    runner()
-        .run(&fuzz_events(), |events| {
-            let bytes = valid_request(&events);
-            let read: Vec<_> = RequestReader::new(&bytes).unwrap().map(Result::unwrap).collect();
-            prop_assert_eq!(read.len(), events.len());
-            for (event, (key, value, headers)) in read.iter().zip(&events) {
-                prop_assert_eq!(event.key, key.as_deref());
-                prop_assert_eq!(event.value, value.as_deref());
-                let got: Vec<(String, Vec<u8>)> = event.headers.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect();
-                prop_assert_eq!(&got, headers);
-            }
-            Ok(())
-        })
-        .unwrap();
+    fuzz("batch-request-roundtrip", &fuzz_events(), |events| {
+        let bytes = valid_request(&events);
+        let read: Vec<_> = RequestReader::new(&bytes).unwrap().map(Result::unwrap).collect();
+        prop_assert_eq!(read.len(), events.len());
+        for (event, (key, value, headers)) in read.iter().zip(&events) {
+            prop_assert_eq!(event.key, key.as_deref());
+            prop_assert_eq!(event.value, value.as_deref());
+            let got: Vec<(String, Vec<u8>)> = event.headers.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect();
+            prop_assert_eq!(&got, headers);
+        }
+        Ok(())
+    });
 }
 
 #[test]
@@ -269,12 +354,10 @@ fn batch_responses_from_arbitrary_and_corrupted_bytes_never_panic() {
             .prop_map(|(tail, n)| ([&abi::RESPONSE_MAGIC[..], &tail].concat(), n)),
         corrupted,
     ];
-    runner()
-        .run(&strategy, |(bytes, expected)| {
-            if let Err(e) = abi::decode_response(&bytes, expected) {
-                prop_assert!(e.at <= bytes.len(), "{e} is past the end of {} bytes", bytes.len());
-            }
-            Ok(())
-        })
-        .unwrap();
+    fuzz("batch-response-headers", &strategy, |(bytes, expected)| {
+        if let Err(e) = abi::decode_response(&bytes, expected) {
+            prop_assert!(e.at <= bytes.len(), "{e} is past the end of {} bytes", bytes.len());
+        }
+        Ok(())
+    });
 }

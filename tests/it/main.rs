@@ -5,8 +5,8 @@
 
 mod admin;
 mod audit;
-mod bad_records;
 mod backoff;
+mod bad_records;
 mod binary;
 mod broker;
 mod chain;
@@ -27,5 +27,6 @@ mod produce;
 mod reload;
 mod retry_tiers;
 mod scaffold;
+mod shutdown;
 mod status_page;
 mod support;

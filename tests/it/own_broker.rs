@@ -34,8 +34,7 @@ fn shared_lib() -> String {
 impl OwnBroker {
     /// Starts the broker and waits until it answers.
     pub fn start() -> Self {
-        let broker =
-            OwnBroker { home: tempfile::tempdir().unwrap(), port: free_port(), controller_port: free_port() };
+        let broker = OwnBroker { home: tempfile::tempdir().unwrap(), port: free_port(), controller_port: free_port() };
         broker.run("start");
         broker
     }
