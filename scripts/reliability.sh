@@ -13,7 +13,9 @@
 #   SLUICE_BROKER_RESTARTS   kill -9 + restart of a broker of its own   [3]
 #   SLUICE_SHUTDOWN_TRIALS   SIGTERM trials under load                  [5]
 #   SLUICE_RELIABILITY_EVENTS events of the full Olist dataset to feed  [40000]
-#   SLUICE_FUZZ_CASES        proptest cases per fuzz target             [20000]
+#   SLUICE_FUZZ_CASES        proptest cases per fuzz target             [100000]
+#
+# Arguments, if any, replace the list of test filters (e.g. `fuzz::`).
 #   SLUICE_CRASH_SEED        fixes the kill points of the crash trials  [random]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ export SLUICE_CRASH_TRIALS="${SLUICE_CRASH_TRIALS:-20}"
 export SLUICE_BROKER_RESTARTS="${SLUICE_BROKER_RESTARTS:-3}"
 export SLUICE_SHUTDOWN_TRIALS="${SLUICE_SHUTDOWN_TRIALS:-5}"
 export SLUICE_RELIABILITY_EVENTS="${SLUICE_RELIABILITY_EVENTS:-40000}"
-export SLUICE_FUZZ_CASES="${SLUICE_FUZZ_CASES:-20000}"
+export SLUICE_FUZZ_CASES="${SLUICE_FUZZ_CASES:-100000}"
 
 if [ -z "${SLUICE_KAFKA_BOOTSTRAP:-}" ]; then
   scripts/kafka.sh start >/dev/null
@@ -50,6 +52,7 @@ cargo test --release -p sluice --test it --no-run 2>&1 | tail -n 1
 # One at a time: the scenarios kill processes and time shutdowns, and must
 # not compete with each other for two cores.
 filters=(crash:: failover:: shutdown:: bad_records:: fuzz:: config::bad_configs config::every_bad_config)
+[ $# -gt 0 ] && filters=("$@")
 started=$(date +%s)
 status=0
 for filter in "${filters[@]}"; do
@@ -67,7 +70,11 @@ echo "total: $(($(date +%s) - started)) s; test output in $log"
 echo
 echo "| scenario | trials | events | lost | duplicated | dead-lettered | out-of-order keys | host crashes |"
 echo "|---|---|---|---|---|---|---|---|"
-jq -r '"| \(.scenario) | \(.trials // "-") | \(.events // "-") | \(.lost // "-") | \(.duplicated // "-") | \(.dead_lettered // "-") | \(.out_of_order_keys // "-") | \(.host_crashes // "-") |"' "$report"
+jq -r 'select(.findings == null) | "| \(.scenario) | \(.trials) | \(.events) | \(.lost) | \(.duplicated) | \(.dead_lettered) | \(.out_of_order_keys // "-") | \(.host_crashes // "-") |"' "$report"
+echo
+echo "| fuzz target | cases | findings | time (ms) |"
+echo "|---|---|---|---|"
+jq -r 'select(.findings != null) | "| \(.scenario | ltrimstr("fuzz-")) | \(.trials) | \(.findings) | \(.took_ms) |"' "$report"
 echo
 echo "raw figures: $report"
 exit $status

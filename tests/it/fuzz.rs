@@ -1,7 +1,8 @@
 //! Property-based fuzzing of the parsing surfaces, for a bounded number of
 //! cases (`SLUICE_FUZZ_CASES`, default 256 each): the routing config, the
-//! `sluice test` input lines, and the batch ABI that carries headers between
-//! host and plugin. None may panic; every refusal must say where and what.
+//! `sluice test` input lines, the batch ABI that carries headers between
+//! host and plugin, and the `sluice.dlq.*` headers the host writes and
+//! `sluice dlq` reads back. None may panic; every refusal must say where and what.
 //! A finding becomes a named regression test at the bottom of this file.
 
 use std::path::Path;
@@ -9,6 +10,9 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use sluice::config::Config;
+use sluice::dlq::{self, DeadLetter, ErrorKind};
+use sluice::dlq_tools::Entry;
+use sluice::record::Record;
 use sluice_sdk::abi::{self, EventFields, RequestReader, RequestWriter};
 use sluice_sdk::testing::TestEvent;
 use sluice_sdk::{Output, Verdict};
@@ -358,6 +362,83 @@ fn batch_responses_from_arbitrary_and_corrupted_bytes_never_panic() {
         if let Err(e) = abi::decode_response(&bytes, expected) {
             prop_assert!(e.at <= bytes.len(), "{e} is past the end of {} bytes", bytes.len());
         }
+        Ok(())
+    });
+}
+
+/// Header names a record may carry: its own, ones that look like the
+/// host's, and the host's own.
+fn header_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z.-]{0,12}",
+        "sluice\\.dlq\\.[a-z.-]{0,10}",
+        prop::sample::select(vec![
+            "sluice.dlq.offset",
+            "sluice.dlq.error.kind",
+            "sluice.dlq.value-dropped",
+            "correlation-id"
+        ])
+        .prop_map(str::to_owned),
+    ]
+}
+
+/// The `sluice.dlq.*` headers every DLQ record carries exactly once.
+const DLQ_HEADERS: &[&str] = &[
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "group",
+    "route",
+    "plugin",
+    "error.kind",
+    "error.message",
+    "attempts",
+    "failed-at",
+];
+
+#[test]
+fn dead_letter_headers_of_arbitrary_records_decode_back_once_each() {
+    let headers = prop::collection::vec((header_name(), prop::collection::vec(any::<u8>(), 0..12)), 0..8);
+    let value = prop::option::of(prop::collection::vec(any::<u8>(), 0..32));
+    let strategy = (headers, value, any::<i32>(), any::<i64>(), any::<Option<i64>>());
+    fuzz("dlq-headers", &strategy, |(headers, value, partition, offset, timestamp)| {
+        let original =
+            Record { topic: "t".into(), partition, offset, timestamp, value, headers, attempt: 1, ..Record::default() };
+        // Never panics, whatever the correlation-id header or value holds.
+        let _ = sluice::correlation::id_for(&original);
+        let letter = DeadLetter {
+            kind: ErrorKind::Trap,
+            message: "boom".into(),
+            plugin: "p@1".into(),
+            route: "r".into(),
+            group: "g".into(),
+            attempts: 3,
+        };
+        let first = dlq::record(&original, &letter, "dlq");
+        // Put back on the input and dead-lettered again: still one of each.
+        let again = Record { headers: first.headers.clone(), ..original.clone() };
+        let second = dlq::record(&again, &letter, "dlq");
+        for name in DLQ_HEADERS {
+            let full = format!("{}{name}", dlq::PREFIX);
+            let n = second.headers.iter().filter(|(h, _)| *h == full).count();
+            prop_assert_eq!(n, 1, "{} appears {} times", full, n);
+        }
+        let own: Vec<_> = original.headers.iter().filter(|(n, _)| !n.starts_with(dlq::PREFIX)).cloned().collect();
+        let kept: Vec<_> = second.headers.iter().filter(|(n, _)| !n.starts_with(dlq::PREFIX)).cloned().collect();
+        prop_assert_eq!(&kept, &own, "the record's own headers, in order, repeats too");
+
+        let entry = Entry { partition: 0, offset: 0, headers: second.headers.clone(), ..Entry::default() };
+        let at = (offset.to_string(), partition.to_string());
+        prop_assert_eq!(entry.dlq_header("offset"), Some(at.0.as_str()));
+        prop_assert_eq!(entry.dlq_header("partition"), Some(at.1.as_str()));
+        prop_assert_eq!((entry.kind(), entry.plugin(), entry.route(), entry.source_topic()), ("trap", "p@1", "r", "t"));
+
+        let stub = dlq::stub(&second, "too large");
+        prop_assert!(dlq::is_stub(&stub) && !dlq::is_stub(&second));
+        prop_assert!(stub.value.is_none() && stub.headers.iter().all(|(n, _)| n.starts_with(dlq::PREFIX)));
+        let dropped = own.len().to_string();
+        prop_assert_eq!(stub.header(dlq::HEADERS_DROPPED), Some(dropped.as_bytes()));
         Ok(())
     });
 }
