@@ -9,6 +9,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/sluice/target}"
 mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null || export CARGO_TARGET_DIR="$HOME/.cache/sluice/target"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# The shared datasets sit beside the repository.
+if [ -z "${SLUICE_DATA:-}" ] && [ -d ../shared/data ]; then
+  export SLUICE_DATA="$(cd ../shared/data && pwd)"
+fi
+
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain (rust-toolchain.toml pins the version and the wasm32-wasip2 target)"
@@ -46,10 +51,6 @@ if [ -z "${SLUICE_KAFKA_BOOTSTRAP:-}" ]; then
 fi
 echo "broker: $SLUICE_KAFKA_BOOTSTRAP"
 
-# The shared datasets sit beside the repository.
-if [ -z "${SLUICE_DATA:-}" ] && [ -d ../shared/data ]; then
-  export SLUICE_DATA="$(cd ../shared/data && pwd)"
-fi
 
 step "host, SDK and integration tests"
 cargo test --workspace --release
