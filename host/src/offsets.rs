@@ -58,8 +58,8 @@ pub async fn acknowledge_in_order(
     let end_to_end = stats.histograms.end_to_end(&route);
     while let Some(Pending { offset, input, route: context, outputs, dead_letters: mut letters }) = pending.recv().await
     {
-        // Every output of an input carries the input's timestamp.
-        let timestamp = outputs.first().and_then(|(record, _)| record.timestamp);
+        // Every output and DLQ record of an input carries the input's timestamp.
+        let timestamp = outputs.first().or(letters.first()).and_then(|(record, _)| record.timestamp);
         let mut refused = false;
         for (record, delivery) in outputs {
             let Err(e) = dead_letters::confirm(&sink, &record, delivery).await else { continue };
