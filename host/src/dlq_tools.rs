@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::{Bootstrap, Config};
 use crate::dlq::PREFIX;
+use crate::record::Record;
 use filter::UNKNOWN;
 
 /// How long to wait for metadata, watermarks and committed offsets.
@@ -111,18 +112,8 @@ pub struct Entry {
 
 impl Entry {
     fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        let headers = message
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
-            .unwrap_or_default();
-        Entry {
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
-        }
+        let Record { partition, offset, timestamp, key, value, headers, .. } = crate::source::to_record(message);
+        Entry { partition, offset, timestamp, key, value, headers }
     }
 
     /// Whether sluice dead-lettered this record; a record someone else
