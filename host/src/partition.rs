@@ -79,11 +79,11 @@ impl Worker {
             }
             retry_topic::resume(&mut first, &self.route.retry_topics);
             let mut batch = vec![first];
+            // One clock reading for the batch: it is formed in microseconds.
+            let now = SystemTime::now();
             while batch.len() < self.route.batch_size {
                 match records.try_recv() {
-                    Ok(record)
-                        if retry_topic::due_in(&record, &self.route.retry_topics, SystemTime::now()).is_some() =>
-                    {
+                    Ok(record) if retry_topic::due_in(&record, &self.route.retry_topics, now).is_some() => {
                         held = Some(record);
                         break;
                     }
@@ -272,7 +272,7 @@ impl Worker {
         self.stats.add(&route, Event::Delivered, 1);
         self.stats.add(&route, Event::Emitted, deliveries.len() as u64);
         let offset = record.offset;
-        let input = self.original(record);
+        let input = retry_topic::original(record, &self.route.retry_topics);
         self.pend(offset, Some(input), deliveries, Vec::new());
     }
 
@@ -289,7 +289,7 @@ impl Worker {
             Ok(delivery) => {
                 self.stats.sent_to_retry_topic(&self.route.name, &failed.plugin, record, &tier.topic);
                 // A tier record refused for good dead-letters the event instead.
-                let input = retry_topic::original(record, &self.route.retry_topics);
+                let input = retry_topic::original(record.clone(), &self.route.retry_topics);
                 self.pend(record.offset, Some(input), vec![(out, delivery)], Vec::new());
             }
             Err(e) => {
@@ -312,20 +312,9 @@ impl Worker {
     /// Dead-letters `record` beside the outputs of it already handed over.
     async fn dead_letter_with(&mut self, record: &Record, failed: Failed, outputs: Vec<(OutRecord, DeliveryFuture)>) {
         // A record from a retry tier is dead-lettered as the event it was.
-        let original = retry_topic::original(record, &self.route.retry_topics);
+        let original = retry_topic::original(record.clone(), &self.route.retry_topics);
         let dead = dead_letters::send(&self.sink, &self.stats, &self.route, &original, failed).await;
         self.pend(record.offset, None, outputs, vec![dead]);
-    }
-
-    /// The event `record` is: itself, or, from a retry tier, the event it
-    /// was first. Kept while its outputs are in flight, to dead-letter it if
-    /// the broker refuses them.
-    fn original(&self, record: Record) -> Record {
-        if record.headers.iter().any(|(n, _)| n.starts_with(retry_topic::PREFIX)) {
-            retry_topic::original(&record, &self.route.retry_topics)
-        } else {
-            record
-        }
     }
 
     fn pend(

@@ -73,23 +73,24 @@ pub fn earlier_faults(record: &Record, tiers: &[RetryTopic]) -> u32 {
 
 /// The event as it first arrived: a tier record's origin coordinates and
 /// headers without the tier's own, or the record itself. DLQ records are
-/// built from this, so they name the input topic, not a tier.
-pub fn original(record: &Record, tiers: &[RetryTopic]) -> Record {
-    let mut original = record.clone();
-    original.headers.retain(|(n, _)| !n.starts_with(PREFIX));
-    if from_tier(record, tiers)
+/// built from this, so they name the input topic, not a tier. A record
+/// with no tier headers (every input, in the common case) is returned as it
+/// is, without a copy.
+pub fn original(mut record: Record, tiers: &[RetryTopic]) -> Record {
+    if from_tier(&record, tiers)
         && let (Some(topic), Some(partition), Some(offset)) = (
             record.header(TOPIC).and_then(|t| String::from_utf8(t.to_vec()).ok()),
-            parsed(record, PARTITION),
-            parsed(record, OFFSET),
+            parsed(&record, PARTITION),
+            parsed(&record, OFFSET),
         )
     {
-        original.topic = topic;
-        original.partition = partition;
-        original.offset = offset;
-        original.timestamp = parsed(record, TIMESTAMP);
+        record.timestamp = parsed(&record, TIMESTAMP);
+        record.topic = topic;
+        record.partition = partition;
+        record.offset = offset;
     }
-    original
+    record.headers.retain(|(n, _)| !n.starts_with(PREFIX));
+    record
 }
 
 /// How long until a tier record is due; `None` when it is due now (or is
@@ -117,7 +118,7 @@ pub fn record(
     failure: Failure<'_>,
     now: SystemTime,
 ) -> OutRecord {
-    let origin = original(record, tiers);
+    let origin = original(record.clone(), tiers);
     let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let mut headers = origin.headers.clone();
     let mut add = |name: &str, value: String| headers.push((name.to_owned(), value.into_bytes()));
@@ -216,7 +217,7 @@ mod tests {
         assert_eq!(earlier_faults(&input(), &tiers), 0, "an input has had no passes");
 
         let last = consumed(&second, 9);
-        let original = original(&last, &tiers);
+        let original = original(last.clone(), &tiers);
         assert_eq!((original.topic.as_str(), original.partition, original.offset), ("in", 3, 17));
         assert_eq!(original.timestamp, Some(1_700_000_000_000));
         assert_eq!(original.headers, vec![("traceparent".to_owned(), b"00-abc".to_vec())]);
